@@ -1,0 +1,121 @@
+"""Shared head-CT settings: data, augmentation, optimiser and the 2x5 protocol of the study.
+
+Variants (the text after ':' in --config=configs/headct/MODEL.py:VARIANT):
+  (none)  the study's values: 5000 epochs, validation every 10.
+  quick   small enough for a 2-core CPU: 200 epochs, validation every 10.
+  tiny    for tests: 4 epochs at 32x32 with a reduced network, 2 iterations.
+  demo    `make demo`: the built-in phantoms, a short run of the full protocol on a CPU.
+Variants combine with commas; 'phantoms' alone switches the data source (e.g. 'quick,phantoms').
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+HEAD_CT_ROOT = '../shared/data/head_ct'
+VARIANTS = ('quick', 'tiny', 'demo', 'phantoms')
+
+
+def parse_variants(arg: str | None) -> set[str]:
+  """'quick,phantoms' -> {'quick', 'phantoms'}; unknown names raise a clear error."""
+  names = {a.strip() for a in (arg or '').split(',') if a.strip()}
+  unknown = names - set(VARIANTS)
+  if unknown:
+    raise ValueError(f'Unknown config variant(s) {sorted(unknown)}; known: {VARIANTS}.')
+  return names
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  """The study's training augmentation (torchvision values), run on the device by default."""
+  return ml_collections.ConfigDict(
+    dict(
+      backend='jax',  # 'jax' (on the device, inside the compiled epoch) | 'albumentations'
+      hflip=0.5,
+      affine_p=1.0,
+      rotate=15.0,
+      translate=0.01,
+      scale=(0.98, 1.02),
+      shear=5.0,
+      brightness=0.05,
+      contrast=0.05,
+      rescale=True,
+    )
+  )
+
+
+def headct(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The head-CT protocol; the model file sets model_name and model."""
+  variants = parse_variants(arg)
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict(
+    dict(
+      source='folder_csv',  # 'folder_csv' | 'class_folders' | 'phantoms'
+      root=HEAD_CT_ROOT,
+      labels_file='labels.csv',
+      id_column='id',
+      label_column='hemorrhage',
+      normal_classes=('normal',),
+      abnormal_classes=('abnormal',),
+      image_size=64,
+      phantoms=dict(n_normal=100, n_abnormal=100, seed=0),
+    )
+  )
+
+  config.augment = augment_config()
+
+  config.train = ml_collections.ConfigDict(
+    dict(
+      batch_size=30,
+      epochs=5000,
+      dtype='auto',  # 'auto' = bfloat16 on GPU/TPU, float32 on CPU | 'float32' | 'bfloat16'
+      score_batch=35,
+    )
+  )
+  config.optimizer = ml_collections.ConfigDict(
+    dict(name='adam', learning_rate=2e-4, b1=0.5, b2=0.999)
+  )
+
+  config.cv = ml_collections.ConfigDict(
+    dict(
+      n_folds=5,
+      n_halves=2,
+      val_every=10,
+      selection='val_auc',  # 'val_auc' (study) | 'val_loss' | 'last'
+      threshold='f1',  # 'f1' (study) | 'normal_quantile'
+      threshold_quantile=0.95,
+      parallel=True,  # all iterations at once (vmap), sharded over the local devices
+      iterations='',  # '' = all; e.g. '0,3' to run a subset
+      epochs_per_call=100,  # epochs per compiled call (progress and checkpoint granularity)
+      checkpoint_every=500,  # epochs between 'latest' checkpoints (also every 10 minutes)
+      figures=True,
+    )
+  )
+
+  if 'quick' in variants:
+    config.train.epochs = 200
+    config.cv.epochs_per_call = 20
+    config.cv.checkpoint_every = 50
+  if 'demo' in variants:
+    variants.add('phantoms')
+    config.train.epochs = 40
+    config.cv.val_every = 5
+    config.cv.epochs_per_call = 10
+    config.cv.checkpoint_every = 20
+  if 'tiny' in variants:
+    config.data.image_size = 32
+    config.train.epochs = 4
+    config.train.batch_size = 10
+    config.train.score_batch = 16
+    config.cv.val_every = 2
+    config.cv.epochs_per_call = 2
+    config.cv.checkpoint_every = 2
+    config.cv.iterations = '0,1'
+    config.cv.figures = False
+  if 'phantoms' in variants:
+    config.data.source = 'phantoms'
+    if 'tiny' in variants:
+      config.data.phantoms.n_normal = 20
+      config.data.phantoms.n_abnormal = 10
+  return config

@@ -1,0 +1,58 @@
+"""Shared fixtures: paths to the real data (skipped when absent) and tiny configs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+HEAD_CT = SHARED_DATA / 'head_ct'
+
+requires_head_ct = pytest.mark.skipif(
+  not (HEAD_CT / 'labels.csv').exists(),
+  reason=f'the real head CT set is not at {HEAD_CT} (a fresh clone has no ../shared/data)',
+)
+
+
+@pytest.fixture(autouse=True)
+def _run_from_repo(monkeypatch):
+  """Config files name data relative to the repository ('../shared/data/...')."""
+  monkeypatch.chdir(REPO)
+
+
+def tiny_config(*variants: str, **overrides):
+  """configs/headct/cae.py with the given variants ('tiny' always), overrides as 'a.b' keys."""
+  from configs.headct import cae
+
+  config = cae.get_config(','.join(('tiny', *variants)))
+  for key, value in overrides.items():
+    node = config
+    *path, last = key.split('.')
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return config
+
+
+def env_without_gpu() -> dict:
+  """The environment for subprocesses: CPU only, repository on the path."""
+  env = dict(os.environ)
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = str(REPO)
+  return env
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _compilation_cache(tmp_path_factory):
+  """One persistent XLA cache for the session: the tiny runs compile the same programs."""
+  import jax
+
+  path = str(tmp_path_factory.mktemp('xla_cache'))
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
+  yield

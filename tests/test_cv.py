@@ -1,0 +1,171 @@
+"""The protocol end to end on tiny configs: files, resuming, determinism, restoring, devices."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, env_without_gpu, requires_head_ct, tiny_config
+from uadjax import checkpoint, cv
+
+
+def _cli(workdir, *flags):
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.cross_validate',
+    '--config=configs/headct/cae.py:tiny,phantoms',
+    f'--workdir={workdir}',
+    *flags,
+  ]
+  done = subprocess.run(
+    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=600
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  """The tiny protocol on phantoms, run through the entry point like a user would."""
+  workdir = tmp_path_factory.mktemp('run') / 'cae'
+  done = _cli(workdir)
+  return workdir, done.stdout
+
+
+def _metrics(workdir, i):
+  return json.loads((workdir / f'iter_{i:02d}' / 'metrics.json').read_text())
+
+
+def test_entry_point_writes_results_checkpoints_and_table(finished_run):
+  workdir, stdout = finished_run
+  assert '| CAE (uadjax) |' in stdout and '| CAE (study) | 0.78 ± 0.09' in stdout
+  summary = json.loads((workdir / 'summary.json').read_text())
+  assert summary['n_iterations'] == 2 and set(summary['metrics']) >= {'auc', 'f1', 'recall'}
+  for i in (0, 1):
+    m = _metrics(workdir, i)
+    assert m['selected_epoch'] in m['validation']['epoch']
+    assert len(m['test_scores']) == len(m['test_labels']) == m['n_test']
+    assert m['history']['epoch'] == [1, 2, 3, 4]
+    assert 0 <= m['test']['auc'] <= 1 and m['threshold']['method'] == 'f1'
+    ckpts = workdir / f'iter_{i:02d}' / 'checkpoints'
+    assert (ckpts / 'best').is_dir() and sorted(os.listdir(ckpts / 'latest')) == ['2', '4']
+  assert json.loads((workdir / 'config.json').read_text())['model_name'] == 'cae'
+
+
+def test_same_seed_same_summary(finished_run, tmp_path):
+  workdir, _ = finished_run
+  _cli(tmp_path / 'again')
+  assert (tmp_path / 'again' / 'summary.json').read_text() == (workdir / 'summary.json').read_text()
+
+
+def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, tmp_path):
+  workdir, _ = finished_run
+  resumed = tmp_path / 'resumed'
+  shutil.copytree(workdir, resumed)
+  # As if killed after epoch 2 of iteration 1 was saved: no epoch 4, no best, no metrics.
+  it1 = resumed / 'iter_01'
+  os.remove(it1 / 'metrics.json')
+  shutil.rmtree(it1 / 'checkpoints' / 'best')
+  shutil.rmtree(it1 / 'checkpoints' / 'latest' / '4')
+  os.remove(resumed / 'summary.json')
+  done = _cli(resumed)
+  assert 'Iteration 0: already done' in done.stderr
+  assert 'Iteration 1: resuming from epoch 2' in done.stderr
+  before, after = _metrics(workdir, 1), _metrics(resumed, 1)
+  assert after['history']['epoch'] == [1, 2, 3, 4]
+  np.testing.assert_allclose(after['test_scores'], before['test_scores'], rtol=1e-4)
+  assert after['selected_epoch'] == before['selected_epoch']
+
+
+def test_a_different_config_in_the_same_workdir_is_refused(finished_run):
+  workdir, _ = finished_run
+  config = tiny_config('phantoms', **{'optimizer.learning_rate': 1.0})
+  with pytest.raises(ValueError, match='optimizer.learning_rate'):
+    cv.run(config, str(workdir))
+
+
+RESTORE_SCRIPT = """
+import json, sys
+import jax.numpy as jnp
+import numpy as np
+import uadjax.checkpoint
+from uadjax import data
+from uadjax.models import CAE
+from configs.headct import cae
+
+workdir = sys.argv[1]
+config = json.load(open(f'{workdir}/config.json'))
+metrics = json.load(open(f'{workdir}/iter_00/metrics.json'))
+model = CAE(**config['model'])
+variables = uadjax.checkpoint.restore(f'{workdir}/iter_00/checkpoints/best')
+ds = data.load(cae.get_config('tiny,phantoms').data)
+index = [ds.names.index(n) for n in metrics['test_names']]
+x = jnp.asarray(ds.images[index])
+out = model.apply({'params': variables['params'], 'batch_stats': variables['batch_stats']}, x,
+                  train=False)
+scores = np.mean((np.asarray(out['reconstruction']) - np.asarray(x)) ** 2, axis=(1, 2, 3))
+print(json.dumps({'max_diff': float(np.max(np.abs(scores - metrics['test_scores']))),
+                  'epoch': int(variables['epoch'])}))
+"""
+
+
+def test_checkpoint_restores_in_a_fresh_process(finished_run):
+  workdir, _ = finished_run
+  done = subprocess.run(
+    [sys.executable, '-c', RESTORE_SCRIPT, str(workdir)],
+    cwd=REPO,
+    env=env_without_gpu(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.strip().splitlines()[-1])
+  assert result['max_diff'] < 1e-5
+  assert result['epoch'] == _metrics(workdir, 0)['selected_epoch']
+
+
+def test_checkpoint_restore_names_a_missing_path(tmp_path):
+  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    checkpoint.restore(str(tmp_path / 'nothing'))
+
+
+def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
+  workdir, _ = finished_run
+  env = env_without_gpu()
+  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.cross_validate',
+    '--config=configs/headct/cae.py:tiny,phantoms',
+    f'--workdir={tmp_path / "multi"}',
+  ]
+  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert '4 devices' in done.stderr
+  for i in (0, 1):
+    np.testing.assert_allclose(
+      _metrics(tmp_path / 'multi', i)['test_scores'], _metrics(workdir, i)['test_scores'], rtol=1e-4
+    )
+
+
+def test_host_loop_with_albumentations_runs(tmp_path):
+  config = tiny_config('phantoms', **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
+  summary = cv.run(config, str(tmp_path / 'host'))
+  assert summary['n_iterations'] == 1 and 0 <= summary['metrics']['auc']['mean'] <= 1
+
+
+@requires_head_ct
+def test_tiny_protocol_on_the_real_head_ct(tmp_path):
+  config = tiny_config()
+  assert config.data.source == 'folder_csv' and config.data.root.endswith('head_ct')
+  summary = cv.run(config, str(tmp_path / 'real'))
+  assert summary['n_iterations'] == 2
+  m = json.loads((tmp_path / 'real' / 'iter_00' / 'metrics.json').read_text())
+  assert m['n_train'] == 60 and m['n_val'] == 70 and m['n_test'] == 70

@@ -1,0 +1,63 @@
+"""Phantoms, datasets and duplicate groups."""
+
+import numpy as np
+import pytest
+
+from configs.headct import cae
+from tests.conftest import requires_head_ct
+from uadjax import data
+from uadjax.data import dataset, phantoms
+
+
+def test_phantoms_are_deterministic_and_masks_mark_abnormal_only():
+  a = phantoms.make_phantoms(6, 4, 32, seed=3)
+  b = phantoms.make_phantoms(6, 4, 32, seed=3)
+  c = phantoms.make_phantoms(6, 4, 32, seed=4)
+  np.testing.assert_array_equal(a[0], b[0])
+  assert not np.array_equal(a[0], c[0])
+  images, labels, masks, names = a
+  assert images.shape == (10, 32, 32, 1) and images.dtype == np.float32
+  assert images.min() >= 0 and images.max() <= 1
+  assert labels.tolist() == [1] * 4 + [0] * 6
+  assert all(masks[i].any() for i in range(4)) and not masks[4:].any()
+  assert len(set(names)) == 10
+
+
+def test_lesions_are_brighter_than_the_brain_around_them():
+  images, _, masks, _ = phantoms.make_phantoms(0, 8, 64, seed=0)
+  for image, mask in zip(images[..., 0], masks, strict=True):
+    ring = np.zeros_like(mask)
+    ys, xs = np.nonzero(mask)
+    ring[max(ys.min() - 3, 0) : ys.max() + 4, max(xs.min() - 3, 0) : xs.max() + 4] = True
+    assert image[mask].mean() > image[ring & ~mask].mean()
+
+
+def test_duplicate_groups_are_exact_pixel_matches():
+  x = np.random.default_rng(0).random((5, 4, 4, 1)).astype(np.float32)
+  x[3] = x[1]
+  groups = dataset.duplicate_groups(x)
+  assert groups.tolist() == [0, 1, 2, 1, 3]
+
+
+def test_load_phantoms_from_config():
+  config = cae.get_config('tiny,phantoms')
+  ds = data.load(config.data)
+  assert ds.images.shape[1:] == (32, 32, 1)
+  assert ds.masks is not None and ds.duplicates() == []
+
+
+def test_unknown_source_and_missing_root_are_named():
+  config = cae.get_config('tiny')
+  config.data.source = 'nifti'
+  with pytest.raises(data.DataError, match="data.source='nifti'"):
+    data.load(config.data)
+  config.data.source = 'folder_csv'
+  config.data.root = '/does/not/exist'
+  with pytest.raises(data.DataError, match='/does/not/exist'):
+    data.load(config.data)
+
+
+@requires_head_ct
+def test_real_set_has_the_known_duplicate():
+  ds = data.load(cae.get_config('tiny').data)
+  assert ['188.png', '189.png'] in ds.duplicates()

@@ -1,0 +1,54 @@
+"""Model shapes, dtypes and parameter counts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from uadjax.models import CAE, MODELS
+
+
+def _count(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def _torch_cae_parameter_count(channels=(32, 64, 128, 256, 512)):
+  """The study's PyTorch CAE, counted by hand: conv weights + biases, BatchNorm weight + bias."""
+  conv = lambda cin, cout: 9 * cin * cout + cout
+  c = (1, *channels)
+  encoder = sum(conv(c[i], c[i + 1]) for i in range(len(channels)))
+  encoder += sum(2 * f for f in channels[1:])  # no BatchNorm on the first block
+  decoder = sum(conv(channels[i], channels[i - 1]) for i in range(len(channels) - 1, 0, -1))
+  decoder += sum(2 * channels[i - 1] for i in range(len(channels) - 1, 1, -1))
+  return encoder + decoder + conv(channels[0], 1)
+
+
+def test_cae_shapes_and_parameter_count_match_the_study():
+  model = CAE()
+  x = jnp.zeros((2, 64, 64, 1))
+  variables = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)
+  assert _count(variables['params']) == _torch_cae_parameter_count() == 3_138_305
+  assert model.apply(variables, x, train=False)['reconstruction'].shape == (2, 64, 64, 1)
+  # The bottleneck: 2x2x512 after five stride-2 blocks.
+  _, state = model.apply(variables, x, train=False, capture_intermediates=True, mutable=True)
+  enc = state['intermediates']['encoder_4']['__call__'][0]
+  assert enc.shape == (2, 2, 2, 512)
+  assert 'norm' not in variables['params']['encoder_0']
+  assert 'norm' not in variables['params']['decoder_3']
+  assert set(variables['batch_stats']) == {f'encoder_{i}' for i in range(1, 5)} | {
+    f'decoder_{i}' for i in range(3)
+  }
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output():
+  model = CAE(features=(8, 16), dtype=jnp.bfloat16)
+  x = jnp.ones((3, 16, 16, 1))
+  variables = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
+  out, _ = model.apply(
+    variables, x, train=True, rngs={'dropout': jax.random.PRNGKey(1)}, mutable=['batch_stats']
+  )
+  assert out['reconstruction'].dtype == jnp.float32
+
+
+def test_registry_names_the_models():
+  assert MODELS['cae'] is CAE

@@ -1,0 +1,89 @@
+"""Readers: label CSVs, class folders, image decoding, and their error messages."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import HEAD_CT, requires_head_ct
+from uadjax.data import readers
+from uadjax.data.readers import DataError
+
+
+def _write_images(folder, names, size=(20, 24), mode='RGB'):
+  rng = np.random.default_rng(0)
+  for name in names:
+    channels = {'RGB': 3, 'RGBA': 4, 'L': 1}[mode]
+    arr = rng.integers(0, 255, (*size, channels), dtype=np.uint8)
+    Image.fromarray(arr.squeeze(-1) if channels == 1 else arr, mode).save(folder / name)
+
+
+@pytest.mark.parametrize('padded', [True, False])
+def test_label_csv_with_padded_or_plain_ids(tmp_path, padded):
+  ids = ['000', '001', '002'] if padded else ['0', '1', '2']
+  (tmp_path / 'labels.csv').write_text(
+    'id, hemorrhage\n' + ''.join(f'{i},{label}\n' for i, label in zip(ids, (1, 0, 1), strict=True))
+  )
+  _write_images(tmp_path, ['000.png', '001.png', '002.png'])
+  images, labels, names = readers.load_labelled_folder(str(tmp_path), 'labels.csv', 16)
+  assert images.shape == (3, 16, 16, 1)
+  assert labels.tolist() == [1, 0, 1] and names == ['000.png', '001.png', '002.png']
+
+
+@pytest.mark.parametrize(
+  'csv_text, message',
+  [
+    ('id, hemorrhage\n0,1\n0,0\n1,0\n', 'appears twice'),
+    ('id, hemorrhage\n0,1\n1,2\n', 'label 2'),
+    ('id, hemorrhage\n0,1\n', 'no label'),
+    ('id, hemorrhage\n0,1\n1,0\n7,1\n', 'have no image'),
+    ('name,label\n0,1\n', "no column 'id'"),
+    ('id, hemorrhage\n0,yes\n', 'line 2'),
+  ],
+)
+def test_label_csv_errors_name_the_problem(tmp_path, csv_text, message):
+  (tmp_path / 'labels.csv').write_text(csv_text)
+  _write_images(tmp_path, ['000.png', '001.png'])
+  with pytest.raises(DataError, match=message):
+    readers.load_labelled_folder(str(tmp_path), 'labels.csv', 16)
+
+
+def test_empty_and_corrupt_images_are_named(tmp_path):
+  (tmp_path / 'empty.png').write_bytes(b'')
+  (tmp_path / 'junk.png').write_bytes(b'not an image at all')
+  with pytest.raises(DataError, match='empty.png.*empty'):
+    readers.read_image(str(tmp_path / 'empty.png'), 16)
+  with pytest.raises(DataError, match='junk.png.*cannot be decoded'):
+    readers.read_image(str(tmp_path / 'junk.png'), 16)
+
+
+def test_missing_root_is_named(tmp_path):
+  with pytest.raises(DataError, match='no such directory'):
+    readers.load_labelled_folder(str(tmp_path / 'nope'), 'labels.csv', 16)
+
+
+def test_class_folders_with_spaces_parentheses_and_formats(tmp_path):
+  for folder, mode in (('Good', 'RGB'), ('Bad', 'RGBA')):
+    (tmp_path / folder).mkdir()
+    _write_images(tmp_path / folder, [f'img ({i}).png' for i in range(2)], mode=mode)
+  _write_images(tmp_path / 'Good', ['photo (9).jpg'], mode='RGB')
+  _write_images(tmp_path / 'Bad', ['scan.png'], mode='L')
+  images, labels, names = readers.load_class_folders(str(tmp_path), ['Good'], ['Bad'], 8)
+  assert images.shape == (6, 8, 8, 1)
+  assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+  assert 'Good/photo (9).jpg' in names
+
+
+def test_empty_class_folder_is_an_error(tmp_path):
+  (tmp_path / 'Good').mkdir()
+  (tmp_path / 'Bad').mkdir()
+  _write_images(tmp_path / 'Good', ['a.png'])
+  with pytest.raises(DataError, match='Bad.*no images'):
+    readers.load_class_folders(str(tmp_path), ['Good'], ['Bad'], 8)
+
+
+@requires_head_ct
+def test_real_head_ct_reads_with_labels_by_id():
+  images, labels, names = readers.load_labelled_folder(str(HEAD_CT), 'labels.csv', 64)
+  assert images.shape == (200, 64, 64, 1)
+  assert labels[:100].tolist() == [1] * 100 and labels[100:].tolist() == [0] * 100
+  assert names[0] == '000.png' and np.isfinite(images).all()

@@ -1,0 +1,516 @@
+"""The study's 2x5 cross-validation: splits in, per-iteration results and a summary out.
+
+For each iteration: train on normal images only; every `cv.val_every` epochs score the
+validation set and keep the checkpoint with the best selection metric (study: validation AUC);
+choose the threshold on the validation scores (study: best F1); apply both once to the test set.
+The summary is mean ± population std over the iterations.
+
+Workdir layout:
+  config.json                      the config of the run (a resume must use the same)
+  iter_XX/checkpoints/best         selected variables (Orbax; see uadjax.checkpoint)
+  iter_XX/checkpoints/latest/N     training carry at epoch N, for resuming
+  iter_XX/history.json             losses and validation curve so far
+  iter_XX/metrics.json             the iteration's result; its presence marks the iteration done
+  summary.json, summary.md         mean ± std over iterations
+  figures/*.png                    training curves, threshold selection, score histograms
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from uadjax import checkpoint, data, io
+from uadjax.data import augment as augment_lib
+from uadjax.data.splits import Split, cross_validation_splits
+from uadjax.evaluation import metrics as metrics_lib
+from uadjax.train import make_task
+from uadjax.train.loop import Carry, Engine, FoldData, initial_carry, pad, score_all
+
+# Fields that may change between a run and its resumption: they change speed or output, not
+# what is computed (fold-parallel and sequential runs agree to float tolerance).
+RESUMABLE_CHANGES = ('cv.parallel', 'cv.epochs_per_call', 'cv.checkpoint_every', 'cv.figures')
+CHECKPOINT_EVERY_S = 600
+
+
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Saves the config in a new workdir; in an existing one, refuses a different config."""
+  path = os.path.join(workdir, 'config.json')
+  current = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    saved = _flatten(io.read_json(path))
+    now = _flatten(current)
+    changed = sorted(
+      k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+    )
+    if changed:
+      details = ', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in changed[:8])
+      raise ValueError(
+        f'{path}: this workdir holds a run with a different config ({details}). '
+        'Use another --workdir, or the same config to resume.'
+      )
+  if jax.process_index() == 0:
+    io.write_json(path, current)
+
+
+def selected_iterations(config, n: int) -> list[int]:
+  """`cv.iterations` ('' = all, or '0,3,7') as a sorted list."""
+  text = str(config.cv.iterations).strip()
+  if not text:
+    return list(range(n))
+  try:
+    chosen = sorted({int(t) for t in text.split(',') if t.strip()})
+  except ValueError as e:
+    raise ValueError(f'cv.iterations={text!r}: expected comma-separated integers.') from e
+  bad = [i for i in chosen if not 0 <= i < n]
+  if bad:
+    raise ValueError(f'cv.iterations={text!r}: iterations {bad} do not exist (0..{n - 1}).')
+  return chosen
+
+
+def iteration_dir(workdir: str, iteration: int) -> str:
+  """The folder of one iteration."""
+  return os.path.join(workdir, f'iter_{iteration:02d}')
+
+
+class Protocol:
+  """The data, splits, task and engine of one run; `run` drives it."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    c = config
+    if c.train.epochs % c.cv.val_every:
+      raise ValueError(
+        f'train.epochs={c.train.epochs} must be a multiple of cv.val_every={c.cv.val_every}.'
+      )
+    self.dataset = data.load(c.data)
+    for group in self.dataset.duplicates():
+      logging.info('Identical images (kept on one side of every split): %s', ', '.join(group))
+    self.splits: list[Split] = cross_validation_splits(
+      self.dataset.labels,
+      self.dataset.groups,
+      seed=c.seed,
+      n_folds=c.cv.n_folds,
+      n_halves=c.cv.n_halves,
+    )
+    self.image_shape = self.dataset.images.shape[1:]
+    self.task = make_task(c)
+    bs = c.train.batch_size
+    n_train = [len(s.train) for s in self.splits]
+    if min(n_train) < bs:
+      raise data.DataError(
+        f'An iteration has {min(n_train)} training images, fewer than '
+        f'train.batch_size={bs}: no full batch.'
+      )
+    self.n_train_max = max(n_train)
+    self.n_val_max = -(-max(len(s.val) for s in self.splits) // c.train.score_batch) * (
+      c.train.score_batch
+    )
+    steps = [n // bs for n in n_train]
+    self.host_augment = None
+    augment_fn = None
+    if c.augment.backend == 'jax':
+      cfg = c.augment
+      augment_fn = lambda key, images: augment_lib.augment(key, images, cfg)
+    elif c.augment.backend == 'albumentations':
+      self.host_augment = augment_lib.host_augmenter(c.augment)
+    else:
+      raise ValueError(
+        f"augment.backend={c.augment.backend!r}; expected 'jax' or 'albumentations'."
+      )
+    self.engine = Engine(
+      self.task,
+      augment_fn,
+      bs,
+      max(steps),
+      len(set(steps)) == 1,
+      c.cv.val_every,
+      c.cv.selection,
+      c.train.score_batch,
+    )
+
+  def iteration_key(self, iteration: int):
+    """The PRNG key of one iteration (independent of which other iterations run)."""
+    return jax.random.fold_in(jax.random.PRNGKey(self.config.seed), iteration)
+
+  def fold_data(self, iteration: int) -> FoldData:
+    """The padded device arrays of one iteration's split."""
+    s = self.splits[iteration]
+    train_idx, train_mask = pad(s.train, self.n_train_max)
+    val_idx, val_mask = pad(s.val, self.n_val_max)
+    val_labels = np.where(val_mask, self.dataset.labels[val_idx], 0).astype(np.int32)
+    return FoldData(
+      key=self.iteration_key(iteration),
+      train_idx=train_idx,
+      train_mask=train_mask,
+      val_idx=val_idx,
+      val_mask=val_mask,
+      val_labels=val_labels,
+    )
+
+  def initial_carry(self, iteration: int) -> Carry:
+    """The untrained carry of one iteration."""
+    init_key = jax.random.fold_in(self.iteration_key(iteration), 2**31 - 1)
+    return initial_carry(self.task.init(init_key, self.image_shape))
+
+
+class _Group:
+  """Iterations trained together: one (sequential) or all (fold-parallel, vmapped, sharded)."""
+
+  def __init__(self, protocol: Protocol, workdir: str, iterations: list[int], parallel: bool):
+    self.p = protocol
+    self.workdir = workdir
+    self.iterations = iterations
+    self.parallel = parallel
+    self.latest = [
+      checkpoint.Latest(os.path.join(iteration_dir(workdir, i), 'checkpoints', 'latest'))
+      for i in iterations
+    ]
+    self.histories = [None] * len(iterations)
+    self.mesh = None
+    if parallel:
+      devices = np.array(jax.devices())
+      self.mesh = Mesh(devices, ('iterations',))
+      # Pad the iteration axis to a multiple of the device count with copies of the first
+      # iteration; their results are discarded.
+      self.n_padded = -(-len(iterations) // len(devices)) * len(devices)
+    else:
+      self.n_padded = 1
+
+  # -- moving carries between the host and the device ------------------------------------------
+
+  def _put(self, trees: list, replicate: bool = False):
+    if not self.parallel:
+      return jax.tree.map(jnp.asarray, trees[0])
+    trees = trees + [trees[0]] * (self.n_padded - len(trees))
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+    sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
+    return jax.tree.map(
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), stacked
+    )
+
+  def _get(self, tree) -> list:
+    """Per-iteration numpy copies of a (possibly stacked, sharded) pytree."""
+    if jax.process_count() > 1:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    tree = jax.tree.map(np.asarray, tree)
+    if not self.parallel:
+      return [tree]
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(len(self.iterations))]
+
+  def images(self):
+    """The dataset's images on the device(s), replicated."""
+    x = self.p.dataset.images
+    if not self.parallel:
+      return jnp.asarray(x)
+    sharding = NamedSharding(self.mesh, PartitionSpec())
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  # -- resuming ----------------------------------------------------------------------------------
+
+  def restore(self) -> list[Carry]:
+    """Each iteration's carry at the most recent epoch all of them have saved, else fresh."""
+    fresh = [self.p.initial_carry(i) for i in self.iterations]
+    saved = [set(m.epochs()) for m in self.latest]
+    common = set.intersection(*saved) if saved else set()
+    epoch = max(common) if common else 0
+    carries = []
+    for k, i in enumerate(self.iterations):
+      history_path = os.path.join(iteration_dir(self.workdir, i), 'history.json')
+      history = {'epoch': [], 'train_loss': [], 'val_epoch': [], 'val_auc': [], 'val_loss': []}
+      if epoch:
+        carry = self.latest[k].restore(epoch, fresh[k])
+        if os.path.exists(history_path):
+          history = _truncate_history(io.read_json(history_path), epoch)
+        logging.info('Iteration %d: resuming from epoch %d.', i, epoch)
+      else:
+        carry = fresh[k]
+      carries.append(jax.tree.map(np.asarray, carry))
+      self.histories[k] = history
+    return carries
+
+  def save_latest(self, carries: list[Carry]) -> None:
+    for k, i in enumerate(self.iterations):
+      epoch = int(carries[k].epoch)
+      self.latest[k].save(epoch, carries[k])
+      if jax.process_index() == 0:
+        io.write_json(
+          os.path.join(iteration_dir(self.workdir, i), 'history.json'), self.histories[k]
+        )
+
+  # -- training ------------------------------------------------------------------------------
+
+  def train(self) -> list[Carry]:
+    """Trains every iteration of the group to `train.epochs`; returns the final carries."""
+    c = self.p.config
+    engine = self.p.engine
+    total = c.train.epochs
+    carries = self.restore()
+    epoch = int(carries[0].epoch)
+    images = self.images()
+    carry = self._put(carries)
+    fold = self._put([self.p.fold_data(i) for i in self.iterations])
+    label = f'iterations {self.iterations}' if self.parallel else f'iteration {self.iterations[0]}'
+    per_call = max(1, c.cv.epochs_per_call // c.cv.val_every)
+    last_save_epoch, last_save_time = epoch, time.time()
+    start_time, start_epoch = time.time(), epoch
+    images_per_epoch = engine.steps_per_epoch * engine.batch_size * len(self.iterations)
+    while epoch < total:
+      validations = min(per_call, (total - epoch) // c.cv.val_every)
+      if self.p.host_augment is not None:
+        carry, logs = self._train_on_host(carry, fold, images, validations)
+      else:
+        carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
+      logs = self._get(logs)
+      epoch += validations * c.cv.val_every
+      for k, log in enumerate(logs):
+        self._append_history(k, log, epoch - validations * c.cv.val_every)
+      self._log_progress(
+        label, epoch, total, logs, carry, start_time, start_epoch, images_per_epoch
+      )
+      if (
+        epoch - last_save_epoch >= c.cv.checkpoint_every
+        or epoch == total
+        or time.time() - last_save_time > CHECKPOINT_EVERY_S
+      ):
+        self.save_latest(self._get(carry))
+        last_save_epoch, last_save_time = epoch, time.time()
+    if start_epoch == total:  # nothing to train: restored at the end
+      return carries
+    return self._get(carry)
+
+  def _append_history(self, k: int, log: dict, first_epoch: int) -> None:
+    h = self.histories[k]
+    losses = np.asarray(log['train_loss']).reshape(-1)
+    h['epoch'] += list(range(first_epoch + 1, first_epoch + 1 + len(losses)))
+    h['train_loss'] += [float(v) for v in losses]
+    h['val_epoch'] += [int(e) for e in np.asarray(log['epoch']).reshape(-1)]
+    h['val_auc'] += [float(v) for v in np.asarray(log['val_auc']).reshape(-1)]
+    h['val_loss'] += [float(v) for v in np.asarray(log['val_loss']).reshape(-1)]
+
+  def _log_progress(
+    self, label, epoch, total, logs, carry, start_time, start_epoch, images_per_epoch
+  ) -> None:
+    elapsed = time.time() - start_time
+    done = epoch - start_epoch
+    rate = done * images_per_epoch / max(elapsed, 1e-9)
+    eta = elapsed / max(done, 1) * (total - epoch)
+    loss = np.mean([np.asarray(log['train_loss'])[-1, -1] for log in logs])
+    aucs = [float(np.asarray(log['val_auc'])[-1]) for log in logs]
+    logging.info(
+      '%s: epoch %d/%d  loss %.5f  val AUC %s  %.0f img/s  %s left',
+      label,
+      epoch,
+      total,
+      loss,
+      ' '.join(f'{a:.3f}' for a in aucs),
+      rate,
+      _duration(eta),
+    )
+
+  def _train_on_host(self, carry, fold, images, validations):
+    """The classic loop (augmentation on the host with albumentations, one jitted step per
+    batch): the reference the device epochs are measured against. Sequential only."""
+    p, engine = self.p, self.p.engine
+    c = p.config
+    iteration = self.iterations[0]
+    train_idx = p.splits[iteration].train
+    step, validate = engine.compiled_step(), engine.compiled_validate(False)
+    logs = []
+    for _ in range(validations):
+      losses = []
+      for _ in range(c.cv.val_every):
+        epoch = int(carry.epoch)
+        rng = np.random.default_rng([c.seed, iteration, epoch])
+        order = rng.permutation(train_idx)
+        epoch_key = jax.random.fold_in(fold.key, epoch)
+        state, step_losses = carry.state, []
+        for b in range(len(order) // engine.batch_size):
+          idx = order[b * engine.batch_size : (b + 1) * engine.batch_size]
+          batch = p.host_augment(p.dataset.images[idx], rng)
+          key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
+          state, m = step(state, jnp.asarray(batch), key)
+          step_losses.append(m['loss'])
+        losses.append(jnp.mean(jnp.stack(step_losses)))
+        carry = carry.replace(state=state, epoch=carry.epoch + 1)
+      carry, vlogs = validate(carry, fold, images)
+      logs.append({'train_loss': jnp.stack(losses), **vlogs})
+    return carry, jax.tree.map(lambda *x: jnp.stack(x), *logs)
+
+
+def _truncate_history(history: dict, epoch: int) -> dict:
+  """The entries of a saved history up to `epoch` (the history may be newer than the
+  checkpoint it is resumed from)."""
+  out = {}
+  for key, values in history.items():
+    epochs = history['val_epoch' if key.startswith('val') else 'epoch']
+    out[key] = [v for v, e in zip(values, epochs, strict=True) if e <= epoch]
+  return out
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  if seconds >= 3600:
+    return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
+  return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) -> dict:
+  """Threshold on validation, metrics on test, with the selected variables of `carry`."""
+  c = protocol.config
+  split = protocol.splits[iteration]
+  labels = protocol.dataset.labels
+  images = jnp.asarray(protocol.dataset.images)
+  variables = jax.tree.map(jnp.asarray, carry.best)
+  val_scores, _ = score_all(protocol.engine, variables, images, split.val)
+  test_scores, _ = score_all(protocol.engine, variables, images, split.test)
+  threshold = metrics_lib.select_threshold(
+    val_scores, labels[split.val], c.cv.threshold, c.cv.threshold_quantile
+  )
+  test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
+  return {
+    'iteration': iteration,
+    'normal_fold': split.normal_fold,
+    'abnormal_half': split.abnormal_half,
+    'n_train': len(split.train),
+    'n_val': len(split.val),
+    'n_test': len(split.test),
+    'history': {'epoch': history['epoch'], 'train_loss': history['train_loss']},
+    'validation': {
+      'epoch': history['val_epoch'],
+      'auc': history['val_auc'],
+      'loss': history['val_loss'],
+    },
+    'selection': c.cv.selection,
+    'selected_epoch': int(carry.best_epoch),
+    'selection_metric': float(carry.best_metric),
+    'threshold': {'method': c.cv.threshold, 'value': threshold},
+    'val_scores': [float(s) for s in val_scores],
+    'val_labels': [int(v) for v in labels[split.val]],
+    'test': test,
+    'test_scores': [float(s) for s in test_scores],
+    'test_labels': [int(v) for v in labels[split.test]],
+    'test_names': [protocol.dataset.names[i] for i in split.test],
+  }
+
+
+def finish_iteration(
+  protocol: Protocol, workdir: str, iteration: int, carry: Carry, history: dict
+) -> dict:
+  """Saves the best checkpoint, evaluates, and writes metrics.json (last: it marks 'done')."""
+  folder = iteration_dir(workdir, iteration)
+  checkpoint.save(
+    os.path.join(folder, 'checkpoints', 'best'),
+    {**carry.best, 'epoch': carry.best_epoch, 'metric': carry.best_metric},
+  )
+  result = evaluate(protocol, iteration, carry, history)
+  if jax.process_index() == 0:
+    io.write_json(os.path.join(folder, 'metrics.json'), result)
+  t = result['test']
+  logging.info(
+    'Iteration %d done: best epoch %d, test AUC %.3f, F1 %.3f, threshold %.4g.',
+    iteration,
+    result['selected_epoch'],
+    t['auc'],
+    t['f1'],
+    result['threshold']['value'],
+  )
+  return result
+
+
+def summarize(config, results: list[dict]) -> dict:
+  """mean ± population std over iterations of the test metrics."""
+  return {
+    'model': config.model_name,
+    'n_iterations': len(results),
+    'iterations': [r['iteration'] for r in results],
+    'metrics': metrics_lib.summarize([r['test'] for r in results]),
+  }
+
+
+def write_summary(config, workdir: str, results: list[dict]) -> dict:
+  """summary.json, summary.md and the figures of a finished run."""
+  from uadjax.reports import figures, tables  # matplotlib only when reports are written
+
+  summary = summarize(config, results)
+  io.write_json(os.path.join(workdir, 'summary.json'), summary)
+  study_model = {'cae': 'CAE', 'ssae': 'SSAE', 'fanogan': 'f-AnoGAN'}.get(config.model_name)
+  markdown = tables.summary_markdown(
+    summary,
+    title=f'{config.model_name} on {workdir}',
+    study_model=study_model,
+    per_iteration=results,
+  )
+  io.write_text(os.path.join(workdir, 'summary.md'), markdown)
+  if config.cv.figures:
+    figures.write_run_figures(results, os.path.join(workdir, 'figures'))
+  return summary
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) the whole protocol; returns the summary."""
+  os.makedirs(workdir, exist_ok=True)
+  check_config(config, workdir)
+  protocol = Protocol(config)
+  iterations = selected_iterations(config, len(protocol.splits))
+  results: dict[int, dict] = {}
+  for i in iterations:
+    path = os.path.join(iteration_dir(workdir, i), 'metrics.json')
+    if os.path.exists(path):
+      results[i] = io.read_json(path)
+      logging.info('Iteration %d: already done (%s).', i, path)
+  todo = [i for i in iterations if i not in results]
+  parallel = bool(config.cv.parallel) and config.augment.backend == 'jax'
+  if config.cv.parallel and not parallel:
+    logging.warning(
+      'augment.backend=albumentations runs on the host: iterations run one '
+      'after another (cv.parallel ignored).'
+    )
+  groups = [todo] if parallel and todo else [[i] for i in todo]
+  logging.info(
+    '%d iterations to train (%s), %d devices: %s',
+    len(todo),
+    'fold-parallel' if parallel else 'sequential',
+    jax.device_count(),
+    jax.devices()[0].device_kind,
+  )
+  for group_iterations in groups:
+    group = _Group(protocol, workdir, group_iterations, parallel)
+    carries = group.train()
+    for k, i in enumerate(group_iterations):
+      results[i] = finish_iteration(protocol, workdir, i, carries[k], group.histories[k])
+    for m in group.latest:
+      m.close()
+  ordered = [results[i] for i in iterations]
+  if jax.process_index() != 0:
+    return summarize(config, ordered)
+  return write_summary(config, workdir, ordered)
+
+
+def format_summary(summary: dict, workdir: str) -> str:
+  """The summary table as the entry point prints it."""
+  path = os.path.join(workdir, 'summary.md')
+  if os.path.exists(path):
+    with open(path) as f:
+      return f.read()
+  m = summary['metrics']
+  return ' '.join(f'{k} {m[k]["mean"]:.3f}±{m[k]["std"]:.3f}' for k in m)

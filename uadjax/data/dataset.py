@@ -1,0 +1,87 @@
+"""A labelled image set in memory, built from `config.data`, with its duplicate groups."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+
+from uadjax.data import phantoms, readers
+from uadjax.data.readers import DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Preprocessed images and what is known about them.
+
+  Attributes:
+    images: (n, size, size, channels) float32 in [0, 1].
+    labels: (n,) int32, 1 = abnormal.
+    names: file names (or phantom ids), for reports.
+    groups: (n,) int32; images with identical pixels share a group, and a split never puts one
+      group on two sides.
+    masks: (n, size, size) bool lesion masks where known (phantoms), else None.
+  """
+
+  images: np.ndarray
+  labels: np.ndarray
+  names: list[str]
+  groups: np.ndarray
+  masks: np.ndarray | None = None
+
+  def duplicates(self) -> list[list[str]]:
+    """Names of the images in each group of two or more identical images."""
+    out = []
+    for g in np.unique(self.groups):
+      members = np.flatnonzero(self.groups == g)
+      if len(members) > 1:
+        out.append([self.names[i] for i in members])
+    return out
+
+
+def duplicate_groups(images: np.ndarray) -> np.ndarray:
+  """Group ids by exact pixel content (of the preprocessed arrays), numbered by first occurrence."""
+  seen: dict[bytes, int] = {}
+  groups = np.empty(len(images), np.int32)
+  for i, image in enumerate(images):
+    digest = hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+    groups[i] = seen.setdefault(digest, len(seen))
+  return groups
+
+
+def load(data_config) -> Dataset:
+  """Loads the dataset that `config.data` names.
+
+  `data_config.source`:
+    'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
+    'class_folders': one sub-folder of `root` per class (`normal_classes`, `abnormal_classes`);
+    'phantoms': the built-in synthetic head CTs (`phantoms.n_normal`, `.n_abnormal`, `.seed`).
+  """
+  c = data_config
+  size = int(c.image_size)
+  masks = None
+  if c.source == 'phantoms':
+    images, labels, masks, names = phantoms.make_phantoms(
+      c.phantoms.n_normal, c.phantoms.n_abnormal, size, c.phantoms.seed
+    )
+  elif c.source in ('folder_csv', 'class_folders'):
+    if not c.root:
+      raise DataError(f'data.source={c.source!r} needs data.root (set --config.data.root=PATH).')
+    root = os.path.expanduser(c.root)
+    if c.source == 'folder_csv':
+      images, labels, names = readers.load_labelled_folder(
+        root, c.labels_file, size, c.id_column, c.label_column
+      )
+    else:
+      images, labels, names = readers.load_class_folders(
+        root, list(c.normal_classes), list(c.abnormal_classes), size
+      )
+  else:
+    raise DataError(
+      f"data.source={c.source!r}; expected 'folder_csv', 'class_folders' or 'phantoms'."
+    )
+  return Dataset(
+    images=images, labels=labels, names=names, groups=duplicate_groups(images), masks=masks
+  )

@@ -1,0 +1,1 @@
+"""Metrics, threshold selection and scoring summaries (host-side numpy, and on-device AUC)."""

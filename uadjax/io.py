@@ -1,0 +1,38 @@
+"""Small file helpers: atomic JSON writes, so an interrupted run never leaves half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes `text` to `path` atomically (temporary file in the same folder, then rename)."""
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def write_json(path: str, obj: Any) -> str:
+  """Writes `obj` as indented JSON, atomically."""
+  return write_text(path, json.dumps(obj, indent=1, allow_nan=True) + '\n')
+
+
+def read_json(path: str) -> Any:
+  """Reads a JSON file; the error names the file."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f'{path}: not valid JSON ({e}).') from e

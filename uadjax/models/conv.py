@@ -1,0 +1,186 @@
+"""Convolution layers of the study's shapes, with parameters laid out exactly as Flax's.
+
+`Conv` computes `nn.Conv(features, (3, 3), strides=2, padding=1)`; `ConvTranspose` computes
+`nn.ConvTranspose(features, (3, 3), strides=(2, 2), padding=((1, 2), (1, 2)))`, the equivalent of
+PyTorch's `ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1)` (output = 2 x input).
+Each declares `kernel` (3, 3, in, out) and `bias` (out,) with Flax's default initialisers, so
+checkpoints are interchangeable with the plain layers and between implementations.
+
+Two implementations compute the same function:
+
+- 'plain': one `lax` convolution. On GPU this is cuDNN, the safe default there.
+- 'fast': the same arithmetic written as matrix products, because XLA:CPU differentiates some of
+  these shapes pathologically (the gradient of a stride-2 transposed convolution at 4x4..32x32
+  took 60-180 ms against 2-6 ms forward; the 2x2 -> 4x4 forward alone took 65 ms). Matrix
+  products differentiate into matrix products, which XLA:CPU runs well, and under `jax.vmap`
+  over batched kernels they become batched matrix products instead of grouped convolutions.
+
+  * `conv_fast`: im2col. The nine stride-2 shifted views of the padded input are concatenated
+    on the channel axis and multiplied by the kernel reshaped to (9 * in, out).
+  * `conv_transpose_fast`: sub-pixel (phase) decomposition. Output pixel (2i + p, 2j + q) reads
+    only input pixels (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1), so each of the four output
+    phases is one product of those shifted views with the kernel taps that reach it (1, 2, 2 and
+    4 taps: 9 in all, no multiplications by zero); a depth-to-space interleave puts the phases in
+    place. With very few output channels (the decoder's last layer) the four products are too
+    thin to run well, so they are one stride-1 2x2 convolution with 4 * out channels instead.
+
+`impl='auto'` picks 'fast' when JAX's default backend is the CPU and 'plain' elsewhere; the choice
+is made at trace time, so a jitted step contains exactly one form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+_IMPLS = ('auto', 'plain', 'fast')
+
+# Below this many output channels the four phase products of `conv_transpose_fast` are
+# matrix-vector-like and slow on XLA:CPU; one 2x2 convolution with 4 * out channels is faster
+# there (measured at 32x32, 32 -> 1: 1.1 / 6-9 ms forward / backward against 7.5 / 19 ms).
+_THIN_OUT = 8
+
+
+def _resolve(impl: str) -> str:
+  """Maps 'auto' to 'fast' on CPU and 'plain' elsewhere; checks the name."""
+  if impl not in _IMPLS:
+    raise ValueError(f'impl must be one of {_IMPLS}, got {impl!r}')
+  if impl == 'auto':
+    return 'fast' if jax.default_backend() == 'cpu' else 'plain'
+  return impl
+
+
+def _upcast(x, kernel):
+  """Half-precision operands to float32 on CPU, where XLA has no fast bf16 matrix products.
+
+  Returns (x, kernel, dtype to cast the result back to). On CPU the bf16 products of the fast
+  forms ran 2-5x slower than float32 ones, so they run in float32 and round once at the end (more
+  accurate than bf16 products, too). Elsewhere the operands are left alone.
+  """
+  dtype = jnp.result_type(x, kernel)
+  if jnp.finfo(dtype).bits < 32 and jax.default_backend() == 'cpu':
+    return x.astype(jnp.float32), kernel.astype(jnp.float32), dtype
+  return x, kernel, dtype
+
+
+def conv_plain(x, kernel):
+  """3x3 stride-2 convolution, padding 1, as one `lax` convolution. x NHWC, kernel HWIO."""
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)),
+                                      dimension_numbers=_DIMS)
+
+
+def conv_transpose_plain(x, kernel):
+  """3x3 stride-2 transposed convolution, padding (1, 2), as one `lax` op (output 2x input)."""
+  return jax.lax.conv_transpose(x, kernel, (2, 2), ((1, 2), (1, 2)), dimension_numbers=_DIMS)
+
+
+def conv_fast(x, kernel):
+  """`conv_plain` as im2col and one matrix product; same result, any height and width."""
+  x, kernel, out_dtype = _upcast(x, kernel)
+  _, h, w, c = x.shape
+  ho, wo = (h + 1) // 2, (w + 1) // 2
+  # Top/left padding 1 as in `conv_plain`; bottom/right only as much as the last window reads
+  # (none for even sizes, where the plain form's extra row of zeros is never used).
+  xp = jnp.pad(x, ((0, 0), (1, 2 * ho - h), (1, 2 * wo - w), (0, 0)))
+  views = [xp[:, a:a + 2 * ho - 1:2, b:b + 2 * wo - 1:2, :] for a in range(3) for b in range(3)]
+  # Channel order (a, b, c) matches the kernel's row-major (3, 3, in) flattening.
+  patches = jnp.concatenate(views, axis=-1)
+  y = jnp.dot(patches, kernel.reshape(9 * c, kernel.shape[-1]))
+  return y.astype(out_dtype)
+
+
+def _depth_to_space(y, n, h, w):
+  """(n, h, w, 2, 2, f) phases (row parity, column parity) -> (n, 2h, 2w, f)."""
+  f = y.shape[-1]
+  return y.transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * w, f)
+
+
+def conv_transpose_fast(x, kernel):
+  """`conv_transpose_plain` as four phase products and a depth-to-space interleave."""
+  x, kernel, out_dtype = _upcast(x, kernel)
+  n, h, w, c = x.shape
+  f = kernel.shape[-1]
+  k = kernel
+  # Output row 2i reads input row i through kernel row 1; row 2i + 1 reads row i through kernel
+  # row 0 and row i + 1 through kernel row 2 (zero past the end: the padding (1, 2)). Columns
+  # likewise. So x00..x11 below are the only inputs any output pixel of cell (i, j) needs.
+  xp = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+  x00, x01 = xp[:, :h, :w], xp[:, :h, 1:]
+  x10, x11 = xp[:, 1:, :w], xp[:, 1:, 1:]
+  if f < _THIN_OUT:
+    zero = jnp.zeros((c, f), k.dtype)
+    # taps[(di, dj)] = kernel taps from input (i + di, j + dj) to phases (ee, eo, oe, oo).
+    taps = {(0, 0): (k[1, 1], k[1, 0], k[0, 1], k[0, 0]),
+            (0, 1): (zero, k[1, 2], zero, k[0, 2]),
+            (1, 0): (zero, zero, k[2, 1], k[2, 0]),
+            (1, 1): (zero, zero, zero, k[2, 2])}
+    k2 = jnp.stack([jnp.stack([jnp.concatenate(taps[di, dj], axis=-1) for dj in (0, 1)])
+                    for di in (0, 1)])
+    y = jax.lax.conv_general_dilated(xp, k2, (1, 1), 'VALID', dimension_numbers=_DIMS)
+    y = y.reshape(n, h, w, 2, 2, f)
+  else:
+    def phase(views, taps):
+      return jnp.dot(jnp.concatenate(views, axis=-1), jnp.concatenate(taps, axis=0))
+
+    ee = phase([x00], [k[1, 1]])
+    eo = phase([x00, x01], [k[1, 0], k[1, 2]])
+    oe = phase([x00, x10], [k[0, 1], k[2, 1]])
+    oo = phase([x00, x01, x10, x11], [k[0, 0], k[0, 2], k[2, 0], k[2, 2]])
+    y = jnp.stack([ee, eo, oe, oo], axis=-2).reshape(n, h, w, 2, 2, f)
+  return _depth_to_space(y, n, h, w).astype(out_dtype)
+
+
+class Conv(nn.Module):
+  """3x3 stride-2 convolution, padding 1 (halves height and width).
+
+  Attributes:
+    features: output channels.
+    dtype: compute dtype; parameters stay `param_dtype`.
+    param_dtype: parameter dtype (float32).
+    impl: 'auto' ('fast' on CPU, 'plain' elsewhere), 'plain' (one `lax` convolution) or 'fast'
+      (im2col and a matrix product). Same parameters and outputs either way.
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    fn = conv_fast if _resolve(self.impl) == 'fast' else conv_plain
+    return fn(x, kernel) + bias
+
+
+class ConvTranspose(nn.Module):
+  """3x3 stride-2 transposed convolution that doubles height and width.
+
+  Attributes:
+    features: output channels.
+    dtype: compute dtype; parameters stay `param_dtype`.
+    param_dtype: parameter dtype (float32).
+    impl: 'auto' ('fast' on CPU, 'plain' elsewhere), 'plain' (one `lax` transposed
+      convolution) or 'fast' (phase decomposition). Same parameters and outputs either way.
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  impl: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features), self.param_dtype)
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    fn = conv_transpose_fast if _resolve(self.impl) == 'fast' else conv_transpose_plain
+    return fn(x, kernel) + bias

@@ -1,0 +1,27 @@
+"""Tables and figures of cross-validation runs; the only package that imports matplotlib.
+
+Attributes:
+  figures: training curves, threshold selection and score histograms as PNG files
+    (`write_run_figures` writes them all).
+  tables: Markdown tables of a run's summary next to the study's published rows
+    (`summary_markdown`, `STUDY_ROWS`).
+"""
+
+from uadjax.reports.figures import (
+  plot_score_histograms,
+  plot_threshold_selection,
+  plot_threshold_selection_grid,
+  plot_training_curves,
+  write_run_figures,
+)
+from uadjax.reports.tables import STUDY_ROWS, summary_markdown
+
+__all__ = [
+  'STUDY_ROWS',
+  'plot_score_histograms',
+  'plot_threshold_selection',
+  'plot_threshold_selection_grid',
+  'plot_training_curves',
+  'summary_markdown',
+  'write_run_figures',
+]

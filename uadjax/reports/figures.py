@@ -1,0 +1,387 @@
+"""Figures of one cross-validation run, drawn from its per-iteration `metrics.json` dicts.
+
+Attributes:
+  plot_training_curves: training loss and validation AUC per epoch, one line per iteration.
+  plot_threshold_selection: precision, recall and F1 against the threshold, one iteration.
+  plot_threshold_selection_grid: the same, one small panel per iteration.
+  plot_score_histograms: test score histograms, normal vs abnormal, one panel per iteration.
+  write_run_figures: all of the above under fixed names in one folder.
+
+Figures are built on `matplotlib.figure.Figure` with an Agg canvas rather than through pyplot,
+so nothing here switches the global backend or keeps figures alive in pyplot's registry: the
+cross-validation runner can call these from a headless job, or a notebook, without side effects.
+
+Every function tolerates the gaps a real run can leave: an iteration with no training history or
+no validation epochs is skipped, NaN AUC values (a validation set with one class) break the line
+instead of raising, and a panel with nothing to show says so.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from uadjax.evaluation.metrics import threshold_curve
+
+DPI = 120
+NORMAL_COLOR = '#1f77b4'
+ABNORMAL_COLOR = '#d62728'
+THRESHOLD_COLOR = 'black'
+
+# Panel grid for per-iteration figures: the 2x5 protocol gives 10 iterations, drawn as 2 rows of 5.
+_MAX_COLS = 5
+
+
+def iteration_label(metrics: dict) -> str:
+  """'it g/b' from the iteration's normal fold g and abnormal half b (its index if those lack)."""
+  g, b = metrics.get('normal_fold'), metrics.get('abnormal_half')
+  if g is None or b is None:
+    return f'it {metrics.get("iteration", "?")}'
+  return f'it {g}/{b}'
+
+
+def _floats(values) -> np.ndarray:
+  """A float64 array from a list that may hold None (JSON has no NaN literal by default)."""
+  if values is None:
+    return np.zeros(0)
+  return np.array([np.nan if v is None else v for v in values], np.float64).reshape(-1)
+
+
+def _save(fig: Figure, path) -> str:
+  """Writes `fig` as a PNG at `path`, creating parent folders, and releases it."""
+  path = os.fspath(path)
+  parent = os.path.dirname(path)
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=DPI, format='png')
+  # Figure objects made without pyplot are freed by the garbage collector; clearing them drops
+  # the artists (and their arrays) now, which matters when a sweep writes hundreds of figures.
+  fig.clear()
+  return path
+
+
+def _grid(n: int) -> tuple[int, int]:
+  """(rows, cols) for n panels, at most 5 per row."""
+  n = max(n, 1)
+  cols = min(_MAX_COLS, n)
+  return math.ceil(n / cols), cols
+
+
+def _empty_panel(ax, text: str) -> None:
+  """Says why a panel is blank, so a gap in a run is visible rather than silently missing."""
+  ax.text(0.5, 0.5, text, ha='center', va='center', transform=ax.transAxes, color='0.4')
+  # tick_params, not set_xticks([]): tick locations are shared between `sharey` panels, and
+  # emptying them here would strip the ticks of every other panel in the row.
+  ax.tick_params(left=False, bottom=False, labelleft=False, labelbottom=False)
+  ax.grid(False)
+
+
+def _colors(n: int) -> list:
+  """One distinct colour per iteration: tab10 for up to 10, tab20 beyond."""
+  cmap = colormaps['tab10' if n <= 10 else 'tab20']
+  return [cmap(i % cmap.N) for i in range(n)]
+
+
+def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
+  """Training loss (log scale) and validation AUC per epoch, one line per iteration.
+
+  The epoch selected for testing is marked by a dot on the iteration's AUC curve; if it is not one
+  of the validation epochs (e.g. selection by another rule), the dot sits on the interpolated curve.
+
+  Args:
+    metrics_list: per-iteration metrics dicts (the runner's `metrics.json`).
+    path: where the PNG goes.
+
+  Returns:
+    `path` as a string.
+  """
+  fig = Figure(figsize=(12, 4.4), layout='constrained')
+  ax_loss, ax_auc = fig.subplots(1, 2)
+  colors = _colors(len(metrics_list))
+  handles = []
+  for metrics, color in zip(metrics_list, colors, strict=True):
+    label = iteration_label(metrics)
+    drawn = None
+    history = metrics.get('history') or {}
+    epochs, loss = _floats(history.get('epoch')), _floats(history.get('train_loss'))
+    n = min(len(epochs), len(loss))
+    # A log axis cannot show a zero or negative loss (a WGAN critic's can be): drop those points.
+    keep = np.isfinite(loss[:n]) & (loss[:n] > 0)
+    if keep.any():
+      (drawn,) = ax_loss.plot(epochs[:n][keep], loss[:n][keep], color=color, lw=1.2, label=label)
+
+    validation = metrics.get('validation') or {}
+    v_epochs, v_auc = _floats(validation.get('epoch')), _floats(validation.get('auc'))
+    n = min(len(v_epochs), len(v_auc))
+    v_epochs, v_auc = v_epochs[:n], v_auc[:n]
+    if n and np.isfinite(v_auc).any():
+      # NaN entries break the line, which is the honest picture of an undefined AUC.
+      (line,) = ax_auc.plot(
+        v_epochs, v_auc, color=color, lw=1.2, label=label, marker='.' if n < 3 else None
+      )
+      drawn = drawn or line
+      selected = metrics.get('selected_epoch')
+      finite = np.isfinite(v_auc)
+      if selected is not None and finite.any():
+        hit = np.flatnonzero(v_epochs == selected)
+        if hit.size:
+          y = v_auc[hit[0]]
+        elif v_epochs[finite][0] <= selected <= v_epochs[finite][-1]:
+          y = np.interp(selected, v_epochs[finite], v_auc[finite])
+        else:
+          y = np.nan
+        if np.isfinite(y):
+          ax_auc.plot([selected], [y], 'o', color=color, ms=7, mec='black', mew=0.8, zorder=3)
+    if drawn is not None:
+      handles.append(drawn)
+
+  ax_loss.set_title('Training loss')
+  ax_loss.set_xlabel('epoch')
+  ax_loss.set_ylabel('mean training loss')
+  if ax_loss.lines:
+    ax_loss.set_yscale('log')
+    ax_loss.grid(True, which='major', alpha=0.3)
+  else:
+    _empty_panel(ax_loss, 'no training history')
+
+  ax_auc.set_title('Validation AUC (dot: selected epoch)')
+  ax_auc.set_xlabel('epoch')
+  ax_auc.set_ylabel('AUC')
+  if ax_auc.lines:
+    lo = np.nanmin([np.nanmin(line.get_ydata()) for line in ax_auc.lines])
+    ax_auc.set_ylim(min(0.45, lo - 0.03), 1.01)
+    ax_auc.axhline(0.5, color='0.5', lw=0.8, ls=':')
+    ax_auc.grid(True, alpha=0.3)
+  else:
+    _empty_panel(ax_auc, 'no validation history')
+
+  if handles:
+    fig.legend(
+      handles=handles,
+      loc='outside right center',
+      title='iteration (g/b)',
+      fontsize='small',
+      frameon=False,
+    )
+  return _save(fig, path)
+
+
+def _draw_threshold_panel(ax, metrics: dict, *, small: bool) -> bool:
+  """Precision / recall / F1 against threshold on one iteration's validation scores.
+
+  Returns:
+    False if the iteration has no validation scores to draw.
+  """
+  scores, labels = _floats(metrics.get('val_scores')), _floats(metrics.get('val_labels'))
+  n = min(len(scores), len(labels))
+  scores, labels = scores[:n], labels[:n]
+  keep = np.isfinite(scores) & np.isfinite(labels)
+  scores, labels = scores[keep], labels[keep]
+  if scores.size == 0:
+    _empty_panel(ax, 'no validation scores')
+    return False
+  curve = threshold_curve(scores, labels)
+  lw = 1.2 if small else 1.6
+  # The curves are step functions of t: each metric is constant between distinct scores, and the
+  # rule `score >= t` changes at a score itself, hence where='post'.
+  ax.step(
+    curve['threshold'], curve['precision'], where='post', color='#2ca02c', lw=lw, label='precision'
+  )
+  ax.step(curve['threshold'], curve['recall'], where='post', color='#ff7f0e', lw=lw, label='recall')
+  ax.step(curve['threshold'], curve['f1'], where='post', color='#9467bd', lw=lw + 0.4, label='F1')
+  threshold = metrics.get('threshold') or {}
+  value = threshold.get('value')
+  if value is not None and np.isfinite(value):
+    method = threshold.get('method', '')
+    ax.axvline(
+      value,
+      color=THRESHOLD_COLOR,
+      ls='--',
+      lw=1.0,
+      label=f'threshold = {value:.3g}' + (f' ({method})' if method and not small else ''),
+    )
+  ax.set_ylim(-0.03, 1.03)
+  ax.grid(True, alpha=0.3)
+  return True
+
+
+def plot_threshold_selection(metrics: dict, path) -> str:
+  """Precision, recall and F1 of `score >= t` on one iteration's validation scores.
+
+  The chosen threshold is a dashed vertical line whose value (and method) is in the legend.
+
+  Args:
+    metrics: one iteration's metrics dict.
+    path: where the PNG goes.
+
+  Returns:
+    `path` as a string.
+  """
+  fig = Figure(figsize=(7, 4.4), layout='constrained')
+  ax = fig.subplots()
+  epoch = metrics.get('selected_epoch')
+  suffix = f', epoch {epoch}' if epoch is not None else ''
+  ax.set_title(f'Threshold selection on validation scores ({iteration_label(metrics)}{suffix})')
+  if _draw_threshold_panel(ax, metrics, small=False):
+    ax.set_xlabel('threshold (anomaly score)')
+    ax.set_ylabel('metric of score >= threshold')
+    ax.legend(loc='lower left', fontsize='small')
+  return _save(fig, path)
+
+
+def plot_threshold_selection_grid(metrics_list: Sequence[dict], path) -> str:
+  """`plot_threshold_selection` for every iteration, one small panel each (2 x 5 for 10).
+
+  Args:
+    metrics_list: per-iteration metrics dicts.
+    path: where the PNG goes.
+
+  Returns:
+    `path` as a string.
+  """
+  rows, cols = _grid(len(metrics_list))
+  fig = Figure(figsize=(3.1 * cols, 2.7 * rows + 0.6), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False, sharey=True).ravel()
+  handles = {}
+  for ax, metrics in zip(axes, metrics_list, strict=False):
+    ax.set_title(iteration_label(metrics), fontsize='medium')
+    if _draw_threshold_panel(ax, metrics, small=True):
+      # Each panel's own threshold value stays in its own (small) legend; the curve names are
+      # shared and go once into the figure legend.
+      lines, names = ax.get_legend_handles_labels()
+      for line, name in zip(lines, names, strict=True):
+        if name.startswith('threshold'):
+          ax.legend([line], [name], loc='lower left', fontsize='x-small', handlelength=1.2)
+        else:
+          handles.setdefault(name, line)
+  for ax in axes[len(metrics_list) :]:
+    ax.set_visible(False)
+  if not metrics_list:
+    axes[0].set_visible(True)
+    _empty_panel(axes[0], 'no iterations')
+  for ax in axes[::cols]:
+    ax.set_ylabel('metric')
+  for ax in axes[(rows - 1) * cols :]:
+    ax.set_xlabel('threshold')
+  if handles:
+    handles['chosen threshold'] = _threshold_handle()
+    fig.legend(
+      handles.values(),
+      handles.keys(),
+      loc='outside lower center',
+      ncols=len(handles),
+      frameon=False,
+    )
+  methods = {(m.get('threshold') or {}).get('method') for m in metrics_list}
+  how = ' (F1 maximised)' if methods == {'f1'} else ''
+  fig.suptitle(f'Threshold selection on validation scores{how}')
+  return _save(fig, path)
+
+
+def _threshold_handle() -> Line2D:
+  """A legend entry that looks like the dashed threshold line."""
+  return Line2D([], [], color=THRESHOLD_COLOR, ls='--', lw=1.0)
+
+
+def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) -> str:
+  """Test score histograms, normal vs abnormal, one panel per iteration with its threshold.
+
+  Pooling iterations into one panel would mislead: each iteration has its own model, score scale
+  and threshold. Bins are shared by the two classes within a panel so the bars are comparable.
+
+  Args:
+    metrics_list: per-iteration metrics dicts.
+    path: where the PNG goes.
+    bins: number of bins per panel.
+
+  Returns:
+    `path` as a string.
+  """
+  rows, cols = _grid(len(metrics_list))
+  fig = Figure(figsize=(3.1 * cols, 2.6 * rows + 0.6), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  drew_any = False
+  for ax, metrics in zip(axes, metrics_list, strict=False):
+    scores, labels = _floats(metrics.get('test_scores')), _floats(metrics.get('test_labels'))
+    n = min(len(scores), len(labels))
+    scores, labels = scores[:n], labels[:n]
+    keep = np.isfinite(scores) & np.isfinite(labels)
+    scores, labels = scores[keep], labels[keep]
+    test_auc = (metrics.get('test') or {}).get('auc')
+    title = iteration_label(metrics)
+    if test_auc is not None and np.isfinite(test_auc):
+      title += f'  (AUC {test_auc:.2f})'
+    ax.set_title(title, fontsize='medium')
+    if scores.size == 0:
+      _empty_panel(ax, 'no test scores')
+      continue
+    threshold = (metrics.get('threshold') or {}).get('value')
+    has_threshold = threshold is not None and np.isfinite(threshold)
+    # The threshold joins the bin range so the line is always inside the panel.
+    span = np.append(scores, threshold) if has_threshold else scores
+    edges = np.histogram_bin_edges(span, bins=bins)
+    for cls, color in ((0, NORMAL_COLOR), (1, ABNORMAL_COLOR)):
+      # One filled polygon plus an outline per class instead of a patch per bar: the outline keeps
+      # each class readable where they overlap, and 2 artists draw far faster than 2 x bins.
+      ax.hist(scores[labels == cls], bins=edges, histtype='stepfilled', color=color, alpha=0.35)
+      ax.hist(scores[labels == cls], bins=edges, histtype='step', color=color, linewidth=1.3)
+    if has_threshold:
+      ax.axvline(threshold, color=THRESHOLD_COLOR, ls='--', lw=1.0)
+    ax.grid(True, axis='y', alpha=0.3)
+    ax.tick_params(labelsize='small')
+    # Five panels a row leave room for about four tick labels of a score like 0.0125.
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    drew_any = True
+  for ax in axes[len(metrics_list) :]:
+    ax.set_visible(False)
+  if not metrics_list:
+    axes[0].set_visible(True)
+    _empty_panel(axes[0], 'no iterations')
+  for ax in axes[::cols]:
+    ax.set_ylabel('images')
+  for ax in axes[(rows - 1) * cols :]:
+    ax.set_xlabel('test anomaly score')
+  if drew_any:
+    handles = [
+      Patch(facecolor=(*to_rgb(NORMAL_COLOR), 0.35), edgecolor=NORMAL_COLOR),
+      Patch(facecolor=(*to_rgb(ABNORMAL_COLOR), 0.35), edgecolor=ABNORMAL_COLOR),
+      _threshold_handle(),
+    ]
+    fig.legend(
+      handles,
+      ['normal', 'abnormal', 'threshold (from validation)'],
+      loc='outside lower center',
+      ncols=3,
+      frameon=False,
+    )
+  fig.suptitle('Test anomaly scores per iteration')
+  return _save(fig, path)
+
+
+def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
+  """Writes a run's figures under `outdir` with fixed names.
+
+  `training_curves.png` (`plot_training_curves`), `threshold_selection.png`
+  (`plot_threshold_selection_grid`: every iteration, since each chose its own threshold) and
+  `score_histograms.png` (`plot_score_histograms`).
+
+  Returns:
+    The three paths, in that order.
+  """
+  outdir = os.fspath(outdir)
+  return [
+    plot_training_curves(metrics_list, os.path.join(outdir, 'training_curves.png')),
+    plot_threshold_selection_grid(metrics_list, os.path.join(outdir, 'threshold_selection.png')),
+    plot_score_histograms(metrics_list, os.path.join(outdir, 'score_histograms.png')),
+  ]

@@ -1,0 +1,173 @@
+"""Markdown tables of a cross-validation run, next to the study's published numbers.
+
+Attributes:
+  STUDY_ROWS: the study's head-CT test results, mean and std over its 10 iterations.
+  MODEL_NAMES: display names of the models, keyed like the model registry.
+  summary_markdown: the run's summary as a table in the study's layout, optionally with the
+    study's row for comparison and a per-iteration table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+COLUMNS = ('auc', 'accuracy', 'recall', 'precision', 'f1', 'specificity')
+HEADERS = ('AUC', 'Accuracy', 'Recall', 'Precision', 'F1', 'Specificity')
+DASH = '–'
+
+MODEL_NAMES = {'cae': 'CAE', 'ssae': 'SSAE', 'fanogan': 'f-AnoGAN', 'dagmm': 'DAGMM'}
+
+# Study, Part 1, "Reported test results" (head CT, mean ± std over 10 iterations). The study did
+# not report specificity.
+STUDY_ROWS = {
+  'cae': {
+    'auc': (0.78, 0.09),
+    'accuracy': (0.74, 0.04),
+    'recall': (0.93, 0.05),
+    'precision': (0.77, 0.04),
+    'f1': (0.84, 0.02),
+  },
+  'ssae': {
+    'auc': (0.81, 0.08),
+    'accuracy': (0.80, 0.02),
+    'recall': (0.88, 0.02),
+    'precision': (0.84, 0.03),
+    'f1': (0.86, 0.01),
+  },
+  'fanogan': {
+    'auc': (0.87, 0.06),
+    'accuracy': (0.86, 0.02),
+    'recall': (0.93, 0.02),
+    'precision': (0.88, 0.01),
+    'f1': (0.91, 0.01),
+  },
+}
+
+
+def _model_key(name: str) -> str:
+  """'f-AnoGAN', 'f_anogan', 'FANOGAN' -> 'fanogan'; the registry's spelling."""
+  return ''.join(c for c in str(name).lower() if c.isalnum())
+
+
+def model_display_name(name: str | None) -> str:
+  """The study's spelling of a model name ('fanogan' -> 'f-AnoGAN'); unknown names unchanged."""
+  if not name:
+    return 'this run'
+  return MODEL_NAMES.get(_model_key(name), str(name))
+
+
+def _number(value) -> str:
+  if value is None:
+    return DASH
+  value = float(value)
+  return 'nan' if math.isnan(value) else f'{value:.2f}'
+
+
+def _mean_std(entry) -> str:
+  """'0.78 ± 0.09' from {'mean', 'std'} or (mean, std); '–' when the metric is absent."""
+  if entry is None:
+    return DASH
+  mean, std = (entry['mean'], entry['std']) if isinstance(entry, dict) else entry
+  return f'{_number(mean)} ± {_number(std)}'
+
+
+def _row(cells: Sequence[str]) -> str:
+  return '| ' + ' | '.join(cells) + ' |'
+
+
+def _iteration_count(summary: dict) -> int | None:
+  if summary.get('n_iterations') is not None:
+    return int(summary['n_iterations'])
+  lengths = [len(m.get('values', ())) for m in (summary.get('metrics') or {}).values()]
+  return max(lengths) if lengths else None
+
+
+def per_iteration_markdown(per_iteration: Sequence[dict]) -> str:
+  """One row per iteration: g/b, test metrics, the selected epoch and the threshold."""
+  lines = [
+    _row(
+      (
+        'Iteration (g/b)',
+        'AUC',
+        'Accuracy',
+        'Recall',
+        'Precision',
+        'F1',
+        'Selected epoch',
+        'Threshold',
+      )
+    ),
+    _row(('---',) * 8),
+  ]
+  for i, metrics in enumerate(per_iteration):
+    g, b = metrics.get('normal_fold'), metrics.get('abnormal_half')
+    index = metrics.get('iteration', i)
+    name = f'{index} ({g}/{b})' if g is not None and b is not None else str(index)
+    test = metrics.get('test') or {}
+    epoch = metrics.get('selected_epoch')
+    threshold = (metrics.get('threshold') or {}).get('value')
+    lines.append(
+      _row(
+        (
+          name,
+          *(_number(test.get(k)) for k in ('auc', 'accuracy', 'recall', 'precision', 'f1')),
+          DASH if epoch is None else str(epoch),
+          # Scores are reconstruction errors of any scale (1e-3 for a CAE, hundreds for an energy):
+          # significant digits, not two decimals.
+          DASH if threshold is None else f'{float(threshold):.4g}',
+        )
+      )
+    )
+  return '\n'.join(lines)
+
+
+def summary_markdown(
+  summary: dict,
+  title: str | None = None,
+  study_model: str | None = None,
+  per_iteration: Sequence[dict] | None = None,
+) -> str:
+  """The run's summary as a Markdown table in the layout of the study's results table.
+
+  Args:
+    summary: {'model', 'n_iterations', 'metrics': {name: {'mean', 'std', 'values'}}}, as written
+      by the cross-validation runner (`uadjax.evaluation.metrics.summarize` gives 'metrics').
+    title: optional heading ('## title') above the table.
+    study_model: 'cae', 'ssae' or 'fanogan' (any spelling, e.g. 'f-AnoGAN'): adds the study's
+      published row below the run's, for comparison. Specificity is '–' there (not reported).
+    per_iteration: optional list of the per-iteration metrics dicts; adds a second table with each
+      iteration's test metrics, selected epoch and threshold.
+
+  Returns:
+    The Markdown text, ending in a newline.
+
+  Raises:
+    ValueError: `study_model` is not one of the study's head-CT models.
+  """
+  metrics = summary.get('metrics') or {}
+  model = model_display_name(summary.get('model'))
+  lines = []
+  if title:
+    lines += [f'## {title}', '']
+  lines += [
+    _row(('Model', *HEADERS)),
+    _row(('---',) * (len(HEADERS) + 1)),
+    _row((f'{model} (uadjax)', *(_mean_std(metrics.get(k)) for k in COLUMNS))),
+  ]
+  if study_model is not None:
+    key = _model_key(study_model)
+    if key not in STUDY_ROWS:
+      raise ValueError(f'No study row for {study_model!r}; expected one of {sorted(STUDY_ROWS)}.')
+    study = STUDY_ROWS[key]
+    lines.append(_row((f'{MODEL_NAMES[key]} (study)', *(_mean_std(study.get(k)) for k in COLUMNS))))
+  n = _iteration_count(summary)
+  over = f'{n} iterations' if n is not None else 'the iterations'
+  lines += [
+    '',
+    f'Test metrics, mean ± std over {over}; std is the population std (ddof = 0, '
+    "numpy's default, as in the study). Positive class = abnormal.",
+  ]
+  if per_iteration:
+    lines += ['', per_iteration_markdown(per_iteration)]
+  return '\n'.join(lines) + '\n'

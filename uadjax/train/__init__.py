@@ -1,0 +1,45 @@
+"""Training: the train state, the pure steps of each model family, and the epoch engine."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from uadjax.models import MODELS
+from uadjax.train.reconstruction import ReconstructionTask
+from uadjax.train.state import TrainState, create_train_state, make_optimizer
+
+# config.model_name -> the task class that trains and scores it.
+TASKS = {
+  'cae': ReconstructionTask,
+}
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """`train.dtype`: 'float32', 'bfloat16', or 'auto' (bfloat16 on GPU/TPU, float32 on CPU)."""
+  if name == 'auto':
+    return jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16
+  if name not in DTYPES:
+    raise ValueError(f"train.dtype={name!r}; expected 'auto', 'float32' or 'bfloat16'.")
+  return DTYPES[name]
+
+
+def make_task(config):
+  """The task (model + optimiser + step and score functions) that `config` describes."""
+  name = config.model_name
+  if name not in MODELS or name not in TASKS:
+    raise ValueError(f'model_name={name!r}; known models: {sorted(MODELS)}.')
+  model = MODELS[name](**config.model.to_dict(), dtype=compute_dtype(config.train.dtype))
+  return TASKS[name](model=model, tx=make_optimizer(config.optimizer))
+
+
+__all__ = [
+  'TASKS',
+  'TrainState',
+  'compute_dtype',
+  'create_train_state',
+  'make_optimizer',
+  'make_task',
+]

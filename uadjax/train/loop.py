@@ -1,0 +1,250 @@
+"""The epoch engine: whole epochs, validations and best-checkpoint tracking inside compiled calls.
+
+One call of `Engine.train` runs `validations` x `val_every` epochs of one iteration (or, vmapped,
+of all iterations at once): shuffle, batches, augmentation and steps under `lax.scan`, then the
+validation scores, the on-device AUC and the best-so-far variables. Nothing leaves the device
+between two calls. Every per-iteration quantity is a pytree leaf, so the same function runs
+under `jax.vmap` over a leading iteration axis (fold-parallel cross-validation), sharded over a
+mesh of devices.
+
+Randomness is a pure function of (iteration key, epoch, step): a resumed run draws exactly what
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from uadjax.evaluation.metrics import auc
+from uadjax.train.state import TrainState
+
+SELECTIONS = ('val_auc', 'val_loss', 'last')
+
+
+class FoldData(struct.PyTreeNode):
+  """One iteration's split as device arrays, padded to a common length with masks.
+
+  Attributes:
+    key: the iteration's PRNG key (uint32[2]).
+    train_idx, train_mask: training image indices into the dataset's image array.
+    val_idx, val_mask, val_labels: validation indices, mask and labels.
+  """
+
+  key: jax.Array
+  train_idx: jax.Array
+  train_mask: jax.Array
+  val_idx: jax.Array
+  val_mask: jax.Array
+  val_labels: jax.Array
+
+
+class Carry(struct.PyTreeNode):
+  """What one training call hands to the next (and what the 'latest' checkpoint holds).
+
+  Attributes:
+    state: the train state.
+    best: the variables ({'params', 'batch_stats'}) with the best selection metric so far.
+    best_metric: that metric (higher is better; -inf before the first validation).
+    best_epoch: the epoch it was reached at (0 = never).
+    epoch: epochs done.
+  """
+
+  state: TrainState
+  best: Any
+  best_metric: jax.Array
+  best_epoch: jax.Array
+  epoch: jax.Array
+
+
+def initial_carry(state: TrainState) -> Carry:
+  """The carry before the first epoch."""
+  carry = Carry(
+    state=state,
+    best=state.variables,
+    best_metric=jnp.array(-jnp.inf, jnp.float32),
+    best_epoch=jnp.zeros((), jnp.int32),
+    epoch=jnp.zeros((), jnp.int32),
+  )
+  # Every leaf its own buffer: `best` starts as `state`'s variables, and optimiser states may
+  # share constant buffers, but the training call donates the carry, which XLA refuses twice.
+  return jax.tree.map(jnp.copy, carry)
+
+
+def pad(indices, length: int, fill: int = 0):
+  """Pads an index array to `length`; returns (padded int32, mask bool)."""
+  indices = np.asarray(indices, np.int32)
+  out = np.full(length, fill, np.int32)
+  out[: len(indices)] = indices
+  mask = np.zeros(length, bool)
+  mask[: len(indices)] = True
+  return out, mask
+
+
+def tree_where(condition, new, old):
+  """Leafwise `where(condition, new, old)` for a scalar condition."""
+  return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
+
+
+class Engine:
+  """Compiled training and scoring of one task under the study's protocol.
+
+  Attributes:
+    task: provides `train_step(state, images, key)` and `score(variables, images)`.
+    augment: `augment(key, images) -> images` in JAX, or None for no augmentation.
+    batch_size: training batch (the last incomplete batch of an epoch is dropped).
+    steps_per_epoch: the largest number of full batches of any iteration.
+    uniform_steps: True when every iteration has `steps_per_epoch` batches, so no step needs a
+      mask (the masked form copies the state once per step).
+    val_every: epochs between two validations.
+    selection: 'val_auc' | 'val_loss' | 'last'.
+    score_batch: images per scoring batch.
+  """
+
+  def __init__(
+    self,
+    task,
+    augment: Callable | None,
+    batch_size: int,
+    steps_per_epoch: int,
+    uniform_steps: bool,
+    val_every: int,
+    selection: str,
+    score_batch: int,
+  ):
+    if selection not in SELECTIONS:
+      raise ValueError(f'cv.selection={selection!r}; expected one of {SELECTIONS}.')
+    self.task = task
+    self.augment = augment
+    self.batch_size = batch_size
+    self.steps_per_epoch = steps_per_epoch
+    self.uniform_steps = uniform_steps
+    self.val_every = val_every
+    self.selection = selection
+    self.score_batch = score_batch
+    self._compiled: dict = {}  # jitted functions, built once per engine and argument set
+
+  def _cached(self, key, build):
+    if key not in self._compiled:
+      self._compiled[key] = build()
+    return self._compiled[key]
+
+  # -- pure functions of one iteration -----------------------------------------------------
+
+  def run_epoch(self, state: TrainState, fold: FoldData, images, epoch):
+    """One epoch: a fresh shuffle, then every full batch. Returns (state, mean loss)."""
+    bs = self.batch_size
+    epoch_key = jax.random.fold_in(fold.key, epoch)
+    noise = jax.random.uniform(jax.random.fold_in(epoch_key, 0), fold.train_mask.shape)
+    order = jnp.argsort(jnp.where(fold.train_mask, noise, 2.0))  # padding sorts last
+    n_steps = jnp.sum(fold.train_mask) // bs
+
+    def step(state, i):
+      batch_idx = fold.train_idx[jax.lax.dynamic_slice(order, (i * bs,), (bs,))]
+      augment_key, dropout_key = jax.random.split(jax.random.fold_in(epoch_key, i + 1))
+      batch = images[batch_idx]
+      if self.augment is not None:
+        batch = self.augment(augment_key, batch)
+      new_state, metrics = self.task.train_step(state, batch, dropout_key)
+      if not self.uniform_steps:
+        new_state = tree_where(i < n_steps, new_state, state)
+      return new_state, metrics['loss']
+
+    state, losses = jax.lax.scan(step, state, jnp.arange(self.steps_per_epoch))
+    active = jnp.arange(self.steps_per_epoch) < n_steps
+    loss = jnp.sum(jnp.where(active, losses, 0.0)) / jnp.maximum(jnp.sum(active), 1)
+    return state, loss
+
+  def scores(self, variables, images, indices):
+    """Scores of `images[indices]`, in batches of `score_batch`; `indices` is padded to a
+    multiple of it by the caller. Returns float32 (len(indices),)."""
+    chunks = indices.reshape(-1, self.score_batch)
+    return jax.lax.map(lambda c: self.task.score(variables, images[c])[0], chunks).reshape(-1)
+
+  def validate(self, carry: Carry, fold: FoldData, images):
+    """Scores the validation set, updates the best-so-far variables. Returns (carry, logs)."""
+    scores = self.scores(carry.state.variables, images, fold.val_idx)
+    val_auc = auc(scores, fold.val_labels, fold.val_mask)
+    normal = fold.val_mask & (fold.val_labels == 0)
+    val_loss = jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
+    metric = {
+      'val_auc': jnp.where(jnp.isnan(val_auc), -jnp.inf, val_auc),
+      'val_loss': -val_loss,
+      'last': carry.epoch.astype(jnp.float32),
+    }[self.selection]
+    # Strictly better only: on ties the earliest checkpoint is kept.
+    improved = metric > carry.best_metric
+    carry = carry.replace(
+      best=tree_where(improved, carry.state.variables, carry.best),
+      best_metric=jnp.where(improved, metric, carry.best_metric),
+      best_epoch=jnp.where(improved, carry.epoch, carry.best_epoch),
+    )
+    return carry, {'val_auc': val_auc, 'val_loss': val_loss, 'epoch': carry.epoch}
+
+  def train(self, carry: Carry, fold: FoldData, images, validations: int):
+    """`validations` x (`val_every` epochs, then a validation). Returns (carry, logs) with logs
+    {'train_loss': (validations, val_every), 'val_auc', 'val_loss', 'epoch': (validations,)}."""
+
+    def one_validation(carry, _):
+      def one_epoch(carry, _):
+        state, loss = self.run_epoch(carry.state, fold, images, carry.epoch)
+        return carry.replace(state=state, epoch=carry.epoch + 1), loss
+
+      carry, losses = jax.lax.scan(one_epoch, carry, None, length=self.val_every)
+      carry, logs = self.validate(carry, fold, images)
+      return carry, {'train_loss': losses, **logs}
+
+    return jax.lax.scan(one_validation, carry, None, length=validations)
+
+  # -- compiled entry points -----------------------------------------------------------------
+
+  def compiled_train(self, validations: int, parallel: bool):
+    """`train` jitted (and vmapped over iterations when `parallel`); carry buffers donated."""
+
+    def build():
+      fn = functools.partial(self.train, validations=validations)
+      if parallel:
+        fn = jax.vmap(fn, in_axes=(0, 0, None))
+      return jax.jit(fn, donate_argnums=0)
+
+    return self._cached(('train', validations, parallel), build)
+
+  def compiled_validate(self, parallel: bool):
+    """`validate` jitted (for the host-loop mode)."""
+
+    def build():
+      fn = jax.vmap(self.validate, in_axes=(0, 0, None)) if parallel else self.validate
+      return jax.jit(fn, donate_argnums=0)
+
+    return self._cached(('validate', parallel), build)
+
+  def compiled_scores(self):
+    """Scores and maps of `images[indices]`, jitted."""
+    return self._cached(
+      'scores', lambda: jax.jit(lambda v, images, idx: self.task.score(v, images[idx]))
+    )
+
+  def compiled_step(self):
+    """One jitted train step, for the host loop (augmentation on the host)."""
+    return self._cached('step', lambda: jax.jit(self.task.train_step, donate_argnums=0))
+
+
+def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, np.ndarray]:
+  """Scores and maps of `images[indices]` on the device, in batches; returned as numpy."""
+  fn = engine.compiled_scores()
+  scores, maps = [], []
+  indices = np.asarray(indices)
+  for start in range(0, len(indices), engine.score_batch):
+    chunk = indices[start : start + engine.score_batch]
+    # Pad the last chunk so every call has the same shape (one compilation).
+    padded, _ = pad(chunk, engine.score_batch, fill=int(chunk[0]))
+    s, m = fn(variables, images, jnp.asarray(padded))
+    scores.append(np.asarray(s)[: len(chunk)])
+    maps.append(np.asarray(m)[: len(chunk)])
+  return np.concatenate(scores), np.concatenate(maps)

@@ -1,0 +1,75 @@
+"""Reconstruction models (the CAE; the SSAE later): pure train and score functions.
+
+Score = per-image mean squared reconstruction error; the per-pixel squared residual (mean over
+channels) is the anomaly map. The training loss is the batch mean of the score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from uadjax.train.state import TrainState, create_train_state
+
+
+def residual_map(images, reconstruction):
+  """Per-pixel squared error, mean over channels, float32: (n, h, w)."""
+  diff = images.astype(jnp.float32) - reconstruction.astype(jnp.float32)
+  return jnp.mean(jnp.square(diff), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructionTask:
+  """Training and scoring of a model whose output has a 'reconstruction' of its input.
+
+  Attributes:
+    model: a Flax module called as `model(images, train=...)`.
+    tx: the optax optimiser.
+  """
+
+  model: nn.Module
+  tx: optax.GradientTransformation
+
+  def init(self, key, image_shape) -> TrainState:
+    """A fresh state for images of shape (h, w, c)."""
+    dummy = jnp.zeros((1, *image_shape), jnp.float32)
+    variables = self.model.init({'params': key}, dummy, train=False)
+    return create_train_state(variables, self.tx)
+
+  def train_step(self, state: TrainState, images, key):
+    """One optimiser update on a batch; pure (jit, vmap and scan it from outside)."""
+
+    def objective(params):
+      outputs, updates = self.model.apply(
+        {'params': params, 'batch_stats': state.batch_stats},
+        images,
+        train=True,
+        rngs={'dropout': key},
+        mutable=['batch_stats'],
+      )
+      loss = jnp.mean(residual_map(images, outputs['reconstruction']))
+      return loss, updates
+
+    (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    param_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, param_updates),
+      batch_stats=updates.get('batch_stats', state.batch_stats),
+      opt_state=opt_state,
+    )
+    return new_state, {'loss': loss}
+
+  def score(self, variables, images):
+    """Anomaly scores (n,) and maps (n, h, w), float32, evaluation mode."""
+    outputs = self.model.apply(variables, images, train=False)
+    maps = residual_map(images, outputs['reconstruction'])
+    return jnp.mean(maps, axis=(1, 2)), maps
+
+  def reconstruct(self, variables, images):
+    """The reconstructions, float32 (for figures)."""
+    return self.model.apply(variables, images, train=False)['reconstruction']
