@@ -169,3 +169,10 @@ def test_tiny_protocol_on_the_real_head_ct(tmp_path):
   assert summary['n_iterations'] == 2
   m = json.loads((tmp_path / 'real' / 'iter_00' / 'metrics.json').read_text())
   assert m['n_train'] == 60 and m['n_val'] == 70 and m['n_test'] == 70
+
+
+def test_bad_data_root_fails_before_writing_anything(tmp_path):
+  config = tiny_config(**{'data.root': str(tmp_path / 'missing')})
+  with pytest.raises(Exception, match='missing'):
+    cv.run(config, str(tmp_path / 'work'))
+  assert not (tmp_path / 'work').exists()

@@ -34,7 +34,15 @@ from uadjax.data import augment as augment_lib
 from uadjax.data.splits import Split, cross_validation_splits
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.train import make_task
-from uadjax.train.loop import Carry, Engine, FoldData, initial_carry, pad, score_all
+from uadjax.train.loop import (
+  Carry,
+  Engine,
+  FoldData,
+  initial_carry,
+  pad,
+  score_all,
+  train_on_host,
+)
 
 # Fields that may change between a run and its resumption: they change speed or output, not
 # what is computed (fold-parallel and sequential runs agree to float tolerance).
@@ -53,23 +61,29 @@ def _flatten(d, prefix=''):
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Saves the config in a new workdir; in an existing one, refuses a different config."""
+  """Refuses to resume a workdir whose saved config differs from `config` (beyond the fields
+  that only change speed or output: RESUMABLE_CHANGES)."""
   path = os.path.join(workdir, 'config.json')
-  current = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    saved = _flatten(io.read_json(path))
-    now = _flatten(current)
-    changed = sorted(
-      k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+  if not os.path.exists(path):
+    return
+  saved = _flatten(io.read_json(path))
+  now = _flatten(json.loads(config.to_json_best_effort()))
+  changed = sorted(
+    k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
+  )
+  if changed:
+    details = ', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in changed[:8])
+    raise ValueError(
+      f'{path}: this workdir holds a run with a different config ({details}). '
+      'Use another --workdir, or the same config to resume.'
     )
-    if changed:
-      details = ', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in changed[:8])
-      raise ValueError(
-        f'{path}: this workdir holds a run with a different config ({details}). '
-        'Use another --workdir, or the same config to resume.'
-      )
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json (the first file of a run, once its data has loaded)."""
+  os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    io.write_json(path, current)
+    io.write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
 
 
 def selected_iterations(config, n: int) -> list[int]:
@@ -277,7 +291,18 @@ class _Group:
     while epoch < total:
       validations = min(per_call, (total - epoch) // c.cv.val_every)
       if self.p.host_augment is not None:
-        carry, logs = self._train_on_host(carry, fold, images, validations)
+        iteration = self.iterations[0]
+        carry, logs = train_on_host(
+          engine,
+          carry,
+          fold,
+          images,
+          self.p.dataset.images,
+          self.p.splits[iteration].train,
+          self.p.host_augment,
+          validations,
+          (c.seed, iteration),
+        )
       else:
         carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
       logs = self._get(logs)
@@ -326,35 +351,6 @@ class _Group:
       rate,
       _duration(eta),
     )
-
-  def _train_on_host(self, carry, fold, images, validations):
-    """The classic loop (augmentation on the host with albumentations, one jitted step per
-    batch): the reference the device epochs are measured against. Sequential only."""
-    p, engine = self.p, self.p.engine
-    c = p.config
-    iteration = self.iterations[0]
-    train_idx = p.splits[iteration].train
-    step, validate = engine.compiled_step(), engine.compiled_validate(False)
-    logs = []
-    for _ in range(validations):
-      losses = []
-      for _ in range(c.cv.val_every):
-        epoch = int(carry.epoch)
-        rng = np.random.default_rng([c.seed, iteration, epoch])
-        order = rng.permutation(train_idx)
-        epoch_key = jax.random.fold_in(fold.key, epoch)
-        state, step_losses = carry.state, []
-        for b in range(len(order) // engine.batch_size):
-          idx = order[b * engine.batch_size : (b + 1) * engine.batch_size]
-          batch = p.host_augment(p.dataset.images[idx], rng)
-          key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
-          state, m = step(state, jnp.asarray(batch), key)
-          step_losses.append(m['loss'])
-        losses.append(jnp.mean(jnp.stack(step_losses)))
-        carry = carry.replace(state=state, epoch=carry.epoch + 1)
-      carry, vlogs = validate(carry, fold, images)
-      logs.append({'train_loss': jnp.stack(losses), **vlogs})
-    return carry, jax.tree.map(lambda *x: jnp.stack(x), *logs)
 
 
 def _truncate_history(history: dict, epoch: int) -> dict:
@@ -468,9 +464,10 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) the whole protocol; returns the summary."""
-  os.makedirs(workdir, exist_ok=True)
   check_config(config, workdir)
+  # The data loads (and any error in it is raised) before anything is written to the workdir.
   protocol = Protocol(config)
+  save_config(config, workdir)
   iterations = selected_iterations(config, len(protocol.splits))
   results: dict[int, dict] = {}
   for i in iterations:

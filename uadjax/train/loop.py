@@ -248,3 +248,43 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
     scores.append(np.asarray(s)[: len(chunk)])
     maps.append(np.asarray(m)[: len(chunk)])
   return np.concatenate(scores), np.concatenate(maps)
+
+
+def train_on_host(
+  engine: Engine,
+  carry: Carry,
+  fold: FoldData,
+  images,
+  host_images: np.ndarray,
+  train_indices: np.ndarray,
+  host_augment: Callable,
+  validations: int,
+  host_seed: tuple[int, ...],
+):
+  """The classic loop, one iteration: shuffle and augment on the host (albumentations), one
+  jitted step per batch, validation on the device. The reference the compiled epochs are
+  measured against; returns (carry, logs) like `Engine.train`.
+
+  Host randomness is drawn from `np.random.default_rng((*host_seed, epoch))`, so a resumed run
+  draws what an uninterrupted one would.
+  """
+  step, validate = engine.compiled_step(), engine.compiled_validate(False)
+  bs = engine.batch_size
+  logs = []
+  for _ in range(validations):
+    losses = []
+    for _ in range(engine.val_every):
+      epoch_key = jax.random.fold_in(fold.key, carry.epoch)
+      rng = np.random.default_rng((*host_seed, int(carry.epoch)))
+      order = rng.permutation(train_indices)
+      state, step_losses = carry.state, []
+      for b in range(len(order) // bs):
+        batch = host_augment(host_images[order[b * bs : (b + 1) * bs]], rng)
+        dropout_key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
+        state, metrics = step(state, jnp.asarray(batch), dropout_key)
+        step_losses.append(metrics['loss'])
+      losses.append(jnp.mean(jnp.stack(step_losses)))
+      carry = carry.replace(state=state, epoch=carry.epoch + 1)
+    carry, val_logs = validate(carry, fold, images)
+    logs.append({'train_loss': jnp.stack(losses), **val_logs})
+  return carry, jax.tree.map(lambda *x: jnp.stack(x), *logs)

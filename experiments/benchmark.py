@@ -1,0 +1,49 @@
+r"""Training throughput by mode and dtype, and per-layer convolution timings; prints tables and
+writes them as JSON. Speed is shown here, never asserted in tests.
+
+  python -m experiments.benchmark --out=runs/benchmark.json
+  python -m experiments.benchmark --modes=fold_parallel --dtypes=bfloat16 --epochs=20
+"""
+
+import json
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from uadjax import benchmark, io, runtime
+from uadjax.train import DTYPES
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/headct/cae.py', 'Model config.')
+_MODES = flags.DEFINE_list('modes', list(benchmark.MODES), 'Training modes to time.')
+_DTYPES = flags.DEFINE_list('dtypes', ['float32', 'bfloat16'], 'Compute dtypes.')
+_EPOCHS = flags.DEFINE_integer('epochs', 10, 'Measured epochs per mode (after compiling).')
+_LAYERS = flags.DEFINE_bool('layers', True, 'Also time each convolution layer (plain vs fast).')
+_OUT = flags.DEFINE_string('out', 'runs/benchmark.json', 'Where to write the JSON.')
+
+
+def main(argv):
+  del argv
+  runtime.setup()
+  result = {'environment': benchmark.environment(), 'modes': []}
+  print(json.dumps(result['environment']))
+  for dtype in _DTYPES.value:
+    for mode in _MODES.value:
+      row = benchmark.measure(_CONFIG.value, mode, dtype, _EPOCHS.value)
+      result['modes'].append(row)
+      print(json.dumps(row), flush=True)
+  print(benchmark.format_rows(result['modes']))
+  if _LAYERS.value:
+    from uadjax import profiling
+
+    for dtype in _DTYPES.value:
+      rows = profiling.layer_table(dtype=DTYPES[dtype])
+      result.setdefault('layers', {})[dtype] = rows
+      print(f'\nPer-layer timings, batch 30, {dtype}:')
+      print(profiling.format_table(rows))
+  io.write_json(_OUT.value, result)
+  print(f'\nWritten to {os.path.abspath(_OUT.value)}')
+
+
+if __name__ == '__main__':
+  app.run(main)
