@@ -93,12 +93,17 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
     )
   )
 
+  # The CPU variants train iterations one after another: on a CPU, vmapping ten iterations'
+  # convolutions loses cache locality and is ~10 % slower (experiments/benchmark.py); on a GPU
+  # the fold-parallel default is the fast mode.
   if 'quick' in variants:
+    config.cv.parallel = False
     config.train.epochs = 200
     config.cv.epochs_per_call = 20
     config.cv.checkpoint_every = 50
   if 'demo' in variants:
     variants.add('phantoms')
+    config.cv.parallel = False
     config.train.epochs = 40
     config.cv.val_every = 5
     config.cv.epochs_per_call = 10
