@@ -18,11 +18,19 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 
 def _as_jax(tree):
   # Orbax's StandardSave takes jax arrays (not numpy scalars); python ints are fine too.
   return jax.tree.map(jax.numpy.asarray, tree)
+
+
+def _sync(name: str) -> None:
+  # On several hosts every process takes part in Orbax's save, but only process 0 moves
+  # folders; the others wait here so that nobody reads a half-renamed checkpoint.
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def save(path: str, tree: Any) -> str:
@@ -32,14 +40,17 @@ def save(path: str, tree: Any) -> str:
   """
   path = os.path.abspath(path)
   tmp = path + '.new'
-  if os.path.exists(tmp):
+  if jax.process_index() == 0 and os.path.exists(tmp):
     shutil.rmtree(tmp)
+  _sync(f'uadjax.checkpoint.save.start:{path}')
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(tmp, _as_jax(tree))
   checkpointer.wait_until_finished()
-  if os.path.exists(path):
-    shutil.rmtree(path)
-  os.replace(tmp, path)
+  if jax.process_index() == 0:
+    if os.path.exists(path):
+      shutil.rmtree(path)
+    os.replace(tmp, path)
+  _sync(f'uadjax.checkpoint.save.done:{path}')
   return path
 
 

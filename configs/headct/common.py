@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from uadjax.data import augment
+
 HEAD_CT_ROOT = '../shared/data/head_ct'
 VARIANTS = ('quick', 'tiny', 'demo', 'phantoms')
 
@@ -26,21 +28,9 @@ def parse_variants(arg: str | None) -> set[str]:
 
 
 def augment_config() -> ml_collections.ConfigDict:
-  """The study's training augmentation (torchvision values), run on the device by default."""
-  return ml_collections.ConfigDict(
-    dict(
-      backend='jax',  # 'jax' (on the device, inside the compiled epoch) | 'albumentations'
-      hflip=0.5,
-      affine_p=1.0,
-      rotate=15.0,
-      translate=0.01,
-      scale=(0.98, 1.02),
-      shear=5.0,
-      brightness=0.05,
-      contrast=0.05,
-      rescale=True,
-    )
-  )
+  """The study's training augmentation (torchvision values), run on the device by default:
+  backend 'jax' (inside the compiled epoch) | 'albumentations' (the host loop)."""
+  return augment.default_config()
 
 
 def headct(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -32,7 +32,8 @@ is made at trace time, so a jitted step contains exactly one form.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -193,7 +194,30 @@ def conv_transpose_fast(x, kernel):
   return _conv_transpose_fast(x, kernel).astype(out_dtype)
 
 
-class Conv(nn.Module):
+class _Conv3x3(nn.Module):
+  """A 3x3 stride-2 layer with Flax's parameter layout; subclasses name their two forms."""
+
+  features: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+  impl: str = 'auto'
+
+  # (plain form, fast form): functions of (x, kernel).
+  forms: ClassVar[tuple[Callable, Callable]]
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param(
+      'kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features), self.param_dtype
+    )
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    plain, fast = self.forms
+    fn = fast if _resolve(self.impl) == 'fast' else plain
+    return fn(x, kernel) + bias
+
+
+class Conv(_Conv3x3):
   """3x3 stride-2 convolution, padding 1 (halves height and width).
 
   Attributes:
@@ -204,23 +228,10 @@ class Conv(nn.Module):
       (im2col and a matrix product). Same parameters and outputs either way.
   """
 
-  features: int
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  impl: str = 'auto'
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param(
-      'kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features), self.param_dtype
-    )
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    fn = conv_fast if _resolve(self.impl) == 'fast' else conv_plain
-    return fn(x, kernel) + bias
+  forms = (staticmethod(conv_plain), staticmethod(conv_fast))
 
 
-class ConvTranspose(nn.Module):
+class ConvTranspose(_Conv3x3):
   """3x3 stride-2 transposed convolution that doubles height and width.
 
   Attributes:
@@ -231,17 +242,4 @@ class ConvTranspose(nn.Module):
       convolution) or 'fast' (phase decomposition). Same parameters and outputs either way.
   """
 
-  features: int
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  impl: str = 'auto'
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param(
-      'kernel', nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features), self.param_dtype
-    )
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,), self.param_dtype)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
-    fn = conv_transpose_fast if _resolve(self.impl) == 'fast' else conv_transpose_plain
-    return fn(x, kernel) + bias
+  forms = (staticmethod(conv_transpose_plain), staticmethod(conv_transpose_fast))
