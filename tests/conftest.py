@@ -56,3 +56,26 @@ def _compilation_cache(tmp_path_factory):
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
   yield
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """One finished tiny run on the phantoms, through the entry point with its report; shared by
+  the report, compare and predict tests (training it is most of their time)."""
+  import subprocess
+  import sys
+
+  workdir = tmp_path_factory.mktemp('tiny_run') / 'cae'
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.cross_validate',
+    '--config=configs/headct/cae.py:tiny,phantoms',
+    f'--workdir={workdir}',
+    '--report',
+  ]
+  done = subprocess.run(
+    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=600
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return workdir

@@ -11,12 +11,16 @@ Workdir layout:
   iter_XX/checkpoints/latest/N     training carry at epoch N, for resuming
   iter_XX/history.json             losses and validation curve so far
   iter_XX/metrics.json             the iteration's result; its presence marks the iteration done
+  progress.csv                     one row per iteration and compiled call: epoch, loss, val
+                                   AUC, images/s, time left (the progress log, for plotting)
   summary.json, summary.md         mean ± std over iterations
   figures/*.png                    training curves, threshold selection, score histograms
+  report/                          report.md and its figures (uadjax.reports.write_report)
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -48,6 +52,17 @@ from uadjax.train.loop import (
 # what is computed (fold-parallel and sequential runs agree to float tolerance).
 RESUMABLE_CHANGES = ('cv.parallel', 'cv.epochs_per_call', 'cv.checkpoint_every', 'cv.figures')
 CHECKPOINT_EVERY_S = 600
+PROGRESS_COLUMNS = (
+  'time',
+  'iteration',
+  'epoch',
+  'epochs',
+  'train_loss',
+  'val_auc',
+  'val_loss',
+  'images_per_s',
+  'seconds_left',
+)
 
 
 def _flatten(d, prefix=''):
@@ -339,8 +354,19 @@ class _Group:
     done = epoch - start_epoch
     rate = done * images_per_epoch / max(elapsed, 1e-9)
     eta = elapsed / max(done, 1) * (total - epoch)
-    loss = np.mean([np.asarray(log['train_loss'])[-1, -1] for log in logs])
+    losses = [float(np.asarray(log['train_loss'])[-1, -1]) for log in logs]
+    loss = np.mean(losses)
     aucs = [float(np.asarray(log['val_auc'])[-1]) for log in logs]
+    if jax.process_index() == 0:
+      # The same figures as a CSV log, one row per iteration, so a long run can be plotted
+      # while it trains (no TensorBoard dependency needed).
+      val_losses = [float(np.asarray(log['val_loss'])[-1]) for log in logs]
+      rows = [
+        (f'{time.time():.1f}', i, epoch, total, f'{lo:.6g}', f'{a:.4f}', f'{vl:.6g}')
+        + (f'{rate:.1f}', f'{eta:.0f}')
+        for i, lo, a, vl in zip(self.iterations, losses, aucs, val_losses, strict=True)
+      ]
+      _append_csv(os.path.join(self.workdir, 'progress.csv'), PROGRESS_COLUMNS, rows)
     logging.info(
       '%s: epoch %d/%d  loss %.5f  val AUC %s  %.0f img/s  %s left',
       label,
@@ -363,6 +389,16 @@ def _truncate_history(history: dict, epoch: int) -> dict:
   return out
 
 
+def _append_csv(path: str, header, rows) -> None:
+  """Appends rows to a CSV file, writing the header first if the file is new."""
+  new = not os.path.exists(path)
+  with open(path, 'a', newline='') as f:
+    writer = csv.writer(f)
+    if new:
+      writer.writerow(header)
+    writer.writerows(rows)
+
+
 def _duration(seconds: float) -> str:
   seconds = int(seconds)
   if seconds >= 3600:
@@ -383,7 +419,7 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     val_scores, labels[split.val], c.cv.threshold, c.cv.threshold_quantile
   )
   test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
-  return {
+  result = {
     'iteration': iteration,
     'normal_fold': split.normal_fold,
     'abnormal_half': split.abnormal_half,
@@ -407,6 +443,13 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     'test_labels': [int(v) for v in labels[split.test]],
     'test_names': [protocol.dataset.names[i] for i in split.test],
   }
+  # A score that is a sum (f-AnoGAN: image + kappa x feature residual) keeps its terms per test
+  # image, so the histograms can show each.
+  score_parts = getattr(protocol.task, 'score_parts', None)
+  if score_parts is not None:
+    parts = jax.jit(score_parts)(variables, images[jnp.asarray(split.test)])
+    result['test_score_parts'] = {k: [float(v) for v in np.asarray(p)] for k, p in parts.items()}
+  return result
 
 
 def finish_iteration(
@@ -416,7 +459,14 @@ def finish_iteration(
   folder = iteration_dir(workdir, iteration)
   checkpoint.save(
     os.path.join(folder, 'checkpoints', 'best'),
-    {**carry.best, 'epoch': carry.best_epoch, 'metric': carry.best_metric},
+    # image_shape: what the variables were trained on, so a user of the checkpoint is told
+    # when their images would be preprocessed to another size.
+    {
+      **carry.best,
+      'epoch': carry.best_epoch,
+      'metric': carry.best_metric,
+      'image_shape': np.asarray(protocol.image_shape, np.int32),
+    },
   )
   result = evaluate(protocol, iteration, carry, history)
   if jax.process_index() == 0:
@@ -464,6 +514,11 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) the whole protocol; returns the summary."""
+  if 'gan' in config:
+    # f-AnoGAN: a GAN phase before this protocol, which then trains its encoder.
+    from uadjax import fanogan_cv
+
+    return fanogan_cv.run(config, workdir)
   check_config(config, workdir)
   # The data loads (and any error in it is raised) before anything is written to the workdir.
   protocol = Protocol(config)

@@ -57,10 +57,14 @@ def load(data_config) -> Dataset:
   `data_config.source`:
     'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
     'class_folders': one sub-folder of `root` per class (`normal_classes`, `abnormal_classes`);
+    either may hold DICOM files, windowed with `dicom_window` ((width, level) in HU, optional,
+    default the brain window);
     'phantoms': the built-in synthetic head CTs (`phantoms.n_normal`, `.n_abnormal`, `.seed`).
   """
   c = data_config
   size = int(c.image_size)
+  # Optional (runs saved before DICOM support have no such field): (width, level) in HU.
+  dicom_window = tuple(c.get('dicom_window', readers.BRAIN_WINDOW))
   masks = None
   if c.source == 'phantoms':
     images, labels, masks, names = phantoms.make_phantoms(
@@ -72,11 +76,11 @@ def load(data_config) -> Dataset:
     root = os.path.expanduser(c.root)
     if c.source == 'folder_csv':
       images, labels, names = readers.load_labelled_folder(
-        root, c.labels_file, size, c.id_column, c.label_column
+        root, c.labels_file, size, c.id_column, c.label_column, dicom_window
       )
     else:
       images, labels, names = readers.load_class_folders(
-        root, list(c.normal_classes), list(c.abnormal_classes), size
+        root, list(c.normal_classes), list(c.abnormal_classes), size, dicom_window
       )
   else:
     raise DataError(

@@ -1,4 +1,9 @@
-"""Readers: image files, Kaggle-style label CSVs and class-per-folder trees.
+"""Readers: image files (PNG, JPEG, ... and DICOM), Kaggle-style label CSVs and class-per-folder
+trees.
+
+DICOM files go through pydicom: pixel data to Hounsfield units with RescaleSlope and
+RescaleIntercept, then a window (brain: width 80, level 40 by default) to [0, 1], then the usual
+preprocessing. A multi-frame DICOM file holds one image per frame (`read_frames`).
 
 Every error names the file or the field at fault, so a user can fix their data without reading
 this code.
@@ -16,32 +21,121 @@ from PIL import Image, UnidentifiedImageError
 from uadjax.data.preprocess import preprocess
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
+DICOM_EXTENSIONS = ('.dcm', '.dicom')
+# (width, level) in Hounsfield units: the usual brain window of head CT.
+BRAIN_WINDOW = (80.0, 40.0)
 
 
 class DataError(ValueError):
   """Bad input data; the message names the file or field."""
 
 
-def read_image(path: str, size: int) -> np.ndarray:
-  """Reads one image and preprocesses it: (size, size, 1) float32 in [0, 1]."""
+def is_dicom(path: str) -> bool:
+  """True for a `.dcm`/`.dicom` file, or any file with the DICOM preamble ('DICM' at byte 128)."""
+  if path.lower().endswith(DICOM_EXTENSIONS):
+    return True
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(132)
+  except OSError:
+    return False
+  return len(head) == 132 and head[128:] == b'DICM'
+
+
+def window(hu: np.ndarray, width: float, level: float) -> np.ndarray:
+  """Hounsfield units to [0, 1] through the window [level - width/2, level + width/2]."""
+  if width <= 0:
+    raise ValueError(f'DICOM window width {width}: must be positive.')
+  return np.clip((hu - (level - width / 2)) / width, 0.0, 1.0).astype(np.float32)
+
+
+def _dicom_frames(path: str, window_wl: tuple[float, float]) -> list[np.ndarray]:
+  """The windowed frames of one DICOM file, each (h, w) float32 in [0, 1]."""
+  import pydicom  # only DICOM input needs it
+
+  try:
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array.astype(np.float64)
+  except Exception as e:  # pydicom raises many types (InvalidDicomError, missing handlers, ...)
+    raise DataError(f'{path}: cannot be read as DICOM ({type(e).__name__}: {e}).') from e
+  frames = int(getattr(ds, 'NumberOfFrames', 1) or 1)
+  colour = int(getattr(ds, 'SamplesPerPixel', 1) or 1) > 1
+  if frames == 1:
+    pixels = pixels[None]
+  if colour:
+    # Screenshots and secondary captures: one gray channel, as for an RGB PNG.
+    pixels = pixels.mean(axis=-1)
+  slope = float(getattr(ds, 'RescaleSlope', 1.0) or 1.0)
+  intercept = float(getattr(ds, 'RescaleIntercept', 0.0) or 0.0)
+  hu = pixels * slope + intercept
+  out = [window(frame, *window_wl) for frame in hu]
+  if str(getattr(ds, 'PhotometricInterpretation', '')) == 'MONOCHROME1':
+    # MONOCHROME1 shows low values bright; flip so that dense tissue is bright in every input.
+    out = [1.0 - frame for frame in out]
+  return out
+
+
+def read_frames(path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW):
+  """Every image a file holds, preprocessed: one for PNG/JPEG/..., one per frame for DICOM.
+
+  Args:
+    path: the file.
+    size: output height and width.
+    dicom_window: (width, level) in Hounsfield units, for DICOM files.
+
+  Returns:
+    A list of (size, size, 1) float32 arrays in [0, 1].
+  """
   if not os.path.isfile(path):
     raise DataError(f'{path}: no such file.')
   if os.path.getsize(path) == 0:
     raise DataError(f'{path}: the file is empty (0 bytes).')
+  if is_dicom(path):
+    frames = _dicom_frames(path, tuple(dicom_window))
+    return [preprocess(Image.fromarray(np.asarray(f, np.float32)), size) for f in frames]
   try:
     with Image.open(path) as image:
       image.load()
-      return preprocess(image, size)
+      return [preprocess(image, size)]
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise DataError(f'{path}: cannot be decoded as an image ({e}).') from e
 
 
+def read_image(path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW):
+  """Reads one image and preprocesses it: (size, size, 1) float32 in [0, 1].
+
+  A multi-frame DICOM file is refused here (it is several images); see `read_frames`.
+  """
+  frames = read_frames(path, size, dicom_window)
+  if len(frames) != 1:
+    raise DataError(f'{path}: {len(frames)} frames where one image is expected.')
+  return frames[0]
+
+
 def list_images(folder: str) -> list[str]:
-  """Image files directly in `folder`, sorted by name."""
+  """Image files (DICOM included) directly in `folder`, sorted by name."""
   if not os.path.isdir(folder):
     raise DataError(f'{folder}: no such directory.')
-  names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)]
+  names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)]
   return [os.path.join(folder, n) for n in sorted(names)]
+
+
+def find_images(folder: str) -> list[str]:
+  """Every candidate image under `folder`, recursively, sorted: files with an image or DICOM
+  extension, and files without an extension (DICOM series often have none; one that is not an
+  image fails when read, with its own error). Hidden files and folders are skipped."""
+  if not os.path.isdir(folder):
+    raise DataError(f'{folder}: no such directory.')
+  out = []
+  for parent, dirs, files in os.walk(folder):
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
+    for name in files:
+      ext = os.path.splitext(name)[1].lower()
+      if name.startswith('.'):
+        continue
+      if ext in IMAGE_EXTENSIONS + DICOM_EXTENSIONS or not ext:
+        out.append(os.path.join(parent, name))
+  return sorted(out)
 
 
 def read_label_csv(
@@ -80,9 +174,14 @@ def read_label_csv(
 
 
 def load_labelled_folder(
-  root: str, labels_file: str, size: int, id_column: str = 'id', label_column: str = 'hemorrhage'
+  root: str,
+  labels_file: str,
+  size: int,
+  id_column: str = 'id',
+  label_column: str = 'hemorrhage',
+  dicom_window: tuple[float, float] = BRAIN_WINDOW,
 ):
-  """Images named by numeric id (`000.png` or `0.png`) in `root`, labels from a CSV.
+  """Images named by numeric id (`000.png`, `0.png` or `000.dcm`) in `root`, labels from a CSV.
 
   Returns:
     (images (n, size, size, 1) float32, labels (n,) int32, names list[str]), sorted by id.
@@ -110,16 +209,23 @@ def load_labelled_folder(
       f'(first: {[by_id[i] for i in unlabelled[:5]]}).'
     )
   ids = sorted(labels)
-  images = np.stack([read_image(by_id[i], size) for i in ids])
+  images = np.stack([read_image(by_id[i], size, dicom_window) for i in ids])
   names = [os.path.basename(by_id[i]) for i in ids]
   return images, np.array([labels[i] for i in ids], np.int32), names
 
 
-def load_class_folders(root: str, normal: Sequence[str], abnormal: Sequence[str], size: int):
+def load_class_folders(
+  root: str,
+  normal: Sequence[str],
+  abnormal: Sequence[str],
+  size: int,
+  dicom_window: tuple[float, float] = BRAIN_WINDOW,
+):
   """One sub-folder per class: images of the `normal` folders get label 0, `abnormal` ones 1.
 
   Returns:
-    (images, labels, names) with names relative to `root` ('Good/drimdb_good (1).jpg').
+    (images, labels, names) with names relative to `root` ('Good/drimdb_good (1).jpg'); frame k
+    of a multi-frame DICOM file is named 'folder/file.dcm#k'.
   """
   if not os.path.isdir(root):
     raise DataError(f'data.root={root!r}: no such directory.')
@@ -130,7 +236,10 @@ def load_class_folders(root: str, normal: Sequence[str], abnormal: Sequence[str]
       if not paths:
         raise DataError(f'{os.path.join(root, folder)}: no images in class folder {folder!r}.')
       for p in paths:
-        images.append(read_image(p, size))
-        labels.append(label)
-        names.append(os.path.relpath(p, root))
+        frames = read_frames(p, size, dicom_window)
+        for k, frame in enumerate(frames):
+          images.append(frame)
+          labels.append(label)
+          name = os.path.relpath(p, root)
+          names.append(f'{name}#{k}' if len(frames) > 1 else name)
   return np.stack(images), np.array(labels, np.int32), names

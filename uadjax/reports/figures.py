@@ -5,7 +5,9 @@ Attributes:
   plot_threshold_selection: precision, recall and F1 against the threshold, one iteration.
   plot_threshold_selection_grid: the same, one small panel per iteration.
   plot_score_histograms: test score histograms, normal vs abnormal, one panel per iteration.
-  write_run_figures: all of the above under fixed names in one folder.
+  plot_score_parts: histograms of each part of a composite score (f-AnoGAN), one iteration.
+  write_run_figures: training curves, threshold selection grid and score histograms, under fixed
+    names in one folder.
 
 Figures are built on `matplotlib.figure.Figure` with an Agg canvas rather than through pyplot,
 so nothing here switches the global backend or keeps figures alive in pyplot's registry: the
@@ -385,3 +387,55 @@ def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
     plot_threshold_selection_grid(metrics_list, os.path.join(outdir, 'threshold_selection.png')),
     plot_score_histograms(metrics_list, os.path.join(outdir, 'score_histograms.png')),
   ]
+
+
+def plot_score_parts(metrics: dict, path, bins: int = 20) -> str:
+  """Test score histograms of each part of a composite score (f-AnoGAN: image and feature
+  residual), normal vs abnormal, beside the total score with its threshold; one iteration.
+
+  Args:
+    metrics: one iteration's metrics dict with 'test_score_parts': {part name: per-image list}.
+    path: where the PNG goes.
+    bins: number of bins per panel.
+
+  Returns:
+    `path` as a string.
+  """
+  parts = dict(metrics.get('test_score_parts') or {})
+  labels = _floats(metrics.get('test_labels'))
+  panels = [(f'{name} part', _floats(values), None) for name, values in parts.items()]
+  threshold = (metrics.get('threshold') or {}).get('value')
+  panels.append(('total score', _floats(metrics.get('test_scores')), threshold))
+  fig = Figure(figsize=(3.3 * len(panels), 3.0), layout='constrained')
+  axes = np.atleast_1d(fig.subplots(1, len(panels)))
+  for ax, (name, scores, line) in zip(axes, panels, strict=True):
+    n = min(len(scores), len(labels))
+    s, y = scores[:n], labels[:n]
+    ax.set_title(name, fontsize='medium')
+    if not np.isfinite(s).any():
+      _empty_panel(ax, 'no scores')
+      continue
+    keep = np.isfinite(s)
+    span = np.append(s[keep], line) if line is not None else s[keep]
+    edges = np.histogram_bin_edges(span, bins=bins)
+    for cls, color in ((0, NORMAL_COLOR), (1, ABNORMAL_COLOR)):
+      ax.hist(s[keep & (y == cls)], bins=edges, histtype='stepfilled', color=color, alpha=0.35)
+      ax.hist(s[keep & (y == cls)], bins=edges, histtype='step', color=color, linewidth=1.3)
+    if line is not None:
+      ax.axvline(line, color=THRESHOLD_COLOR, ls='--', lw=1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ax.set_xlabel('test score')
+  axes[0].set_ylabel('images')
+  fig.legend(
+    [
+      Patch(facecolor=(*to_rgb(NORMAL_COLOR), 0.35), edgecolor=NORMAL_COLOR),
+      Patch(facecolor=(*to_rgb(ABNORMAL_COLOR), 0.35), edgecolor=ABNORMAL_COLOR),
+      _threshold_handle(),
+    ],
+    ['normal', 'abnormal', 'threshold'],
+    loc='outside lower center',
+    ncols=3,
+    frameon=False,
+  )
+  fig.suptitle(f'Parts of the test score ({iteration_label(metrics)})')
+  return _save(fig, path)

@@ -1,0 +1,162 @@
+"""Using a trained run on new images: the predict entry point, DICOM input, and its errors."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from tests.conftest import REPO, env_without_gpu
+from uadjax import inference, predict
+from uadjax.data import preprocess, readers
+from uadjax.data.phantoms import make_phantoms
+
+CT = get_testdata_file('CT_small.dcm', download=False)  # bundled with pydicom: no download
+
+
+def _multiframe(path, frames=3):
+  """CT_small repeated `frames` times, each frame 100 HU brighter: one multi-frame file."""
+  ds = pydicom.dcmread(CT)
+  pixels = ds.pixel_array
+  stack = np.stack([pixels + 100 * k for k in range(frames)]).astype(pixels.dtype)
+  ds.NumberOfFrames = frames
+  ds.PixelData = stack.tobytes()
+  ds.save_as(path)
+  return path
+
+
+@pytest.fixture(scope='module')
+def images_dir(tmp_path_factory):
+  """Two phantom PNGs (one in a sub-folder), a CT DICOM, a 3-frame DICOM without extension, and a
+  broken file."""
+  root = tmp_path_factory.mktemp('images')
+  (root / 'sub').mkdir()
+  images, *_ = make_phantoms(1, 1, 64, seed=3)
+  for path, image in ((root / 'a.png', images[0]), (root / 'sub' / 'b.png', images[1])):
+    Image.fromarray((image[..., 0] * 255).astype(np.uint8)).save(path)
+  shutil.copy(CT, root / 'sub' / 'ct.dcm')
+  _multiframe(root / 'series')
+  (root / 'broken.jpg').write_bytes(b'not a jpeg')
+  return root
+
+
+def _predict_cli(run, images, out, *flags):
+  cmd = [
+    sys.executable,
+    '-m',
+    'experiments.predict',
+    f'--run={run}',
+    f'--images={images}',
+    f'--out={out}',
+    *flags,
+  ]
+  return subprocess.run(
+    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=300
+  )
+
+
+def test_predict_entry_point(tiny_run, images_dir, tmp_path):
+  done = _predict_cli(tiny_run, images_dir, tmp_path / 'out')
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert '6 images scored' in done.stdout and '1 files unreadable' in done.stdout
+  with open(tmp_path / 'out' / 'predictions.csv') as f:
+    rows = {r['file']: r for r in csv.DictReader(f)}
+  assert sorted(rows) == [
+    'a.png',
+    'broken.jpg',
+    'series#0',
+    'series#1',
+    'series#2',
+    'sub/b.png',
+    'sub/ct.dcm',
+  ]
+  assert 'cannot be decoded' in rows['broken.jpg']['error'] and rows['broken.jpg']['score'] == ''
+  thresholds = [
+    json.loads((tiny_run / f'iter_{i:02d}' / 'metrics.json').read_text())['threshold']['value']
+    for i in (0, 1)
+  ]
+  for name, row in rows.items():
+    if name == 'broken.jpg':
+      continue
+    per_iteration = [float(row['score_iter_00']), float(row['score_iter_01'])]
+    assert float(row['score']) == pytest.approx(np.mean(per_iteration), rel=1e-5)
+    assert float(row['threshold']) == pytest.approx(np.mean(thresholds), rel=1e-5)
+    assert row['decision'] == (
+      'abnormal' if float(row['score']) >= float(row['threshold']) else 'normal'
+    )
+  overlays = sorted(p.name for p in (tmp_path / 'out' / 'overlays').iterdir())
+  assert overlays == [
+    'a.png.png',
+    'series_0.png',
+    'series_1.png',
+    'series_2.png',
+    'sub__b.png.png',
+    'sub__ct.dcm.png',
+  ]
+  # The frames differ (100 HU apart), so their scores do.
+  assert len({rows[f'series#{k}']['score'] for k in range(3)}) == 3
+
+
+def test_vote_and_a_single_iteration(tiny_run, images_dir, tmp_path):
+  result = predict.predict(
+    str(tiny_run), str(images_dir), str(tmp_path), combine='vote', iterations=[1], overlays=False
+  )
+  rows = [r for r in result['rows'] if not r['error']]
+  assert all(r['votes'] in ('0/1', '1/1') for r in rows) and 'score_iter_00' not in rows[0]
+  assert all((r['decision'] == 'abnormal') == (r['votes'] == '1/1') for r in rows)
+  assert not (tmp_path / 'overlays').exists()
+
+
+def test_dicom_to_hounsfield_then_window():
+  ds = pydicom.dcmread(CT)
+  hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+  width, level = 400.0, 40.0  # a wider window than the default, so few pixels clip
+  expected = np.clip((hu - (level - width / 2)) / width, 0, 1).astype(np.float32)
+  (image,) = readers.read_frames(CT, 32, dicom_window=(width, level))
+  want = preprocess.preprocess(Image.fromarray(expected), 32)
+  np.testing.assert_allclose(image, want, atol=1e-6)
+  assert image.shape == (32, 32, 1) and image.min() == 0 and image.max() == 1
+  # The brain window (W80 L40) is the default.
+  np.testing.assert_array_equal(
+    readers.read_frames(CT, 32)[0], readers.read_frames(CT, 32, dicom_window=(80, 40))[0]
+  )
+
+
+def test_class_folders_read_dicom_frames(tmp_path):
+  for folder in ('normal', 'abnormal'):
+    (tmp_path / folder).mkdir()
+  shutil.copy(CT, tmp_path / 'normal' / 'one.dcm')
+  _multiframe(tmp_path / 'abnormal' / 'three.dcm')
+  images, labels, names = readers.load_class_folders(str(tmp_path), ['normal'], ['abnormal'], 16)
+  assert images.shape == (4, 16, 16, 1) and labels.tolist() == [0, 1, 1, 1]
+  assert names == [
+    'normal/one.dcm',
+    'abnormal/three.dcm#0',
+    'abnormal/three.dcm#1',
+    'abnormal/three.dcm#2',
+  ]
+  with pytest.raises(readers.DataError, match='3 frames'):
+    readers.read_image(str(tmp_path / 'abnormal' / 'three.dcm'), 16)
+
+
+def test_clear_errors(tiny_run, images_dir, tmp_path):
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(readers.DataError, match='no image files'):
+    predict.predict(str(tiny_run), str(tmp_path / 'empty'), str(tmp_path / 'o'))
+  unfinished = tmp_path / 'unfinished'
+  shutil.copytree(tiny_run, unfinished, ignore=shutil.ignore_patterns('checkpoints', 'report'))
+  with pytest.raises(inference.RunError, match='no finished iteration with a checkpoint'):
+    predict.predict(str(unfinished), str(images_dir), str(tmp_path / 'o'))
+  resized = tmp_path / 'resized'
+  shutil.copytree(tiny_run, resized, ignore=shutil.ignore_patterns('latest', 'report'))
+  config = json.loads((resized / 'config.json').read_text())
+  config['data']['image_size'] = 48
+  (resized / 'config.json').write_text(json.dumps(config))
+  with pytest.raises(inference.RunError, match=r'trained on images of shape \(32, 32, 1\)'):
+    predict.predict(str(resized), str(images_dir), str(tmp_path / 'o'))

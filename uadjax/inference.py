@@ -1,0 +1,181 @@
+"""A finished run's models, restored from its workdir, to score and reconstruct new images.
+
+Attributes:
+  RunError: a workdir that cannot give models (no config, no checkpoints, another image size).
+  load_config: the run's `config.json` as a ConfigDict.
+  finished_iterations: the iterations with a `metrics.json`, and those metrics.
+  IterationModel: one iteration's selected variables and threshold, with `score` and
+    `reconstruct` on numpy batches.
+  load_models: the `IterationModel` of every (or some) finished iteration of a run.
+
+Nothing here trains or writes: the reports and `uadjax.predict` build on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from uadjax import checkpoint, io
+from uadjax.train import make_task
+
+# Entries of a 'best' checkpoint that are bookkeeping, not model variables.
+_NOT_VARIABLES = ('epoch', 'metric', 'image_shape')
+
+
+class RunError(ValueError):
+  """A workdir that cannot give what was asked; the message names the path."""
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config. JSON turned its tuples into lists, which every consumer accepts."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise RunError(f'{workdir}: no config.json here; is this a uadjax run folder?')
+  return ml_collections.ConfigDict(io.read_json(path))
+
+
+def finished_iterations(workdir: str) -> dict[int, dict]:
+  """{iteration: metrics} of every `iter_XX/metrics.json` in the workdir, in order."""
+  if not os.path.isdir(workdir):
+    raise RunError(f'{workdir}: no such run folder.')
+  out = {}
+  for name in sorted(os.listdir(workdir)):
+    path = os.path.join(workdir, name, 'metrics.json')
+    if name.startswith('iter_') and name[5:].isdigit() and os.path.isfile(path):
+      out[int(name[5:])] = io.read_json(path)
+  return out
+
+
+@dataclasses.dataclass
+class IterationModel:
+  """One iteration's selected checkpoint and validation threshold.
+
+  Attributes:
+    iteration: the iteration's index.
+    task: the task (model + score function) built from the run's config.
+    variables: the selected variables ({'params', 'batch_stats', ...}).
+    threshold: the threshold chosen on validation (`score >= threshold` is abnormal).
+    epoch: the selected epoch.
+    image_shape: (h, w, c) the model was trained on.
+    compiled: jitted functions shared by the iterations of a run (one compilation for all).
+    batch: images per compiled call; the last batch is padded, so one compilation serves all.
+  """
+
+  iteration: int
+  task: object
+  variables: dict
+  threshold: float
+  epoch: int
+  image_shape: tuple
+  compiled: dict
+  batch: int = 32
+
+  def _batched(self, fn, images: np.ndarray):
+    images = np.asarray(images, np.float32)
+    if images.shape[1:] != tuple(self.image_shape):
+      raise RunError(
+        f'Images of shape {images.shape[1:]} for a model trained on {tuple(self.image_shape)}.'
+      )
+    outs = []
+    for start in range(0, len(images), self.batch):
+      chunk = images[start : start + self.batch]
+      padded = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - len(chunk), 0)])
+      out = jax.tree.map(np.asarray, fn(self.variables, jnp.asarray(padded)))
+      outs.append(jax.tree.map(lambda x: x[: len(chunk)], out))  # noqa: B023 (used at once)
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+  def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly scores (n,) and maps (n, h, w), float32, of (n, h, w, c) preprocessed images."""
+    return self._batched(self.compiled['score'], images)
+
+  @property
+  def can_reconstruct(self) -> bool:
+    """Whether the model has a reconstruction to show (the autoencoders, f-AnoGAN's G(E(x)))."""
+    return hasattr(self.task, 'reconstruct')
+
+  def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    """Reconstructions (n, h, w, c) float32 of preprocessed images."""
+    return self._batched(self.compiled['reconstruct'], images)
+
+
+def _shapes(tree) -> dict:
+  return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree.leaves_with_path(tree)}
+
+
+def load_models(workdir: str, iterations=None, config=None) -> list[IterationModel]:
+  """The selected model of each finished iteration of a run.
+
+  Args:
+    workdir: the run folder.
+    iterations: indices to load (None: every iteration with a metrics.json and a checkpoint).
+    config: the run's config (read from the workdir if None).
+
+  Raises:
+    RunError: no iteration has a checkpoint; an asked-for iteration has none; a checkpoint's
+      variables or image shape differ from what the run's config builds.
+  """
+  config = config or load_config(workdir)
+  metrics = finished_iterations(workdir)
+  have = [
+    i for i in metrics if os.path.isdir(os.path.join(workdir, f'iter_{i:02d}', 'checkpoints/best'))
+  ]
+  if iterations is None:
+    iterations = have
+  missing = sorted(set(iterations) - set(have))
+  if missing:
+    raise RunError(
+      f'{workdir}: iterations {missing} have no finished checkpoint '
+      f'(iter_XX/metrics.json and iter_XX/checkpoints/best); finished: {have}.'
+    )
+  if not iterations:
+    raise RunError(
+      f'{workdir}: no finished iteration with a checkpoint (iter_XX/checkpoints/best); '
+      'is the run finished?'
+    )
+  size = int(config.data.image_size)
+  task = make_task(config)
+  image_shape = (size, size, 1)
+  # The variables the config's model has at this image size, without computing them.
+  expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
+  compiled = {'score': jax.jit(task.score)}
+  if hasattr(task, 'reconstruct'):
+    compiled['reconstruct'] = jax.jit(task.reconstruct)
+  models = []
+  for i in iterations:
+    path = os.path.join(workdir, f'iter_{i:02d}', 'checkpoints', 'best')
+    saved = checkpoint.restore(path)
+    trained_on = tuple(int(v) for v in np.asarray(saved.get('image_shape', image_shape)))
+    if trained_on != image_shape:
+      raise RunError(
+        f'{path}: trained on images of shape {trained_on}, but the run config '
+        f'({workdir}/config.json) preprocesses to {image_shape}; the checkpoint belongs to '
+        'another run.'
+      )
+    variables = {k: v for k, v in saved.items() if k not in _NOT_VARIABLES}
+    common = [k for k in variables if k in expected]
+    if 'params' not in common or _shapes({k: variables[k] for k in common}) != _shapes(
+      {k: expected[k] for k in common}
+    ):
+      raise RunError(
+        f'{path}: its variables do not fit the model of {workdir}/config.json at '
+        f'{size}x{size} (another model or image size).'
+      )
+    threshold = (metrics[i].get('threshold') or {}).get('value')
+    models.append(
+      IterationModel(
+        iteration=i,
+        task=task,
+        variables=variables,
+        threshold=float('nan') if threshold is None else float(threshold),
+        epoch=int(saved.get('epoch', metrics[i].get('selected_epoch', -1))),
+        image_shape=image_shape,
+        compiled=compiled,
+      )
+    )
+  return models

@@ -1,0 +1,252 @@
+"""Figures made of images: reconstructions and residuals, anomaly maps, overlays, sample grids.
+
+Attributes:
+  CATEGORIES: the four outcomes of a decision, in confusion-matrix order.
+  plot_examples: test images by outcome (TN, FP, FN, TP) with reconstruction and residual.
+  plot_anomaly_maps: the anomaly map over each abnormal test image, with the true lesion outline
+    where it is known (phantoms).
+  save_overlay: one image with its anomaly map over it, titled with score and decision.
+  plot_image_grid: a grid of images (a GAN's samples).
+
+All take preprocessed images, (n, h, w, c) or (n, h, w) floats in [0, 1], and maps (n, h, w);
+like `figures`, they draw on Agg figures without pyplot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from uadjax.reports.figures import _save
+
+# (name, true label, predicted label), laid out as the confusion matrix: rows = truth.
+CATEGORIES = (
+  ('true negative', 0, 0),
+  ('false positive', 0, 1),
+  ('false negative', 1, 0),
+  ('true positive', 1, 1),
+)
+MAP_CMAP = 'inferno'
+MASK_COLOR = '#00e5ff'
+
+
+def _gray(image) -> np.ndarray:
+  """(h, w) from (h, w), (h, w, 1) or (h, w, c) (mean over channels)."""
+  image = np.asarray(image, np.float32)
+  return image if image.ndim == 2 else image.mean(axis=-1)
+
+
+def _map_limit(maps) -> float:
+  """One colour scale for the maps of a figure, so that brighter means a larger residual
+  everywhere; the 99.5th percentile, so a few hot pixels do not wash out the rest."""
+  maps = np.asarray(maps, np.float32)
+  if maps.size == 0:
+    return 1.0
+  top = float(np.percentile(maps, 99.5))
+  return top if top > 0 else float(maps.max()) or 1.0
+
+
+def _off(ax) -> None:
+  ax.set_xticks([])
+  ax.set_yticks([])
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+
+
+def pick_examples(labels, scores, threshold, per_category: int) -> dict[str, np.ndarray]:
+  """Indices of the most telling images of each outcome: the highest-scored positives and
+  the lowest-scored negatives; for the errors, those furthest on the wrong side.
+
+  Returns:
+    {category name: indices}, at most `per_category` each.
+  """
+  labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+  predicted = (scores >= threshold).astype(int)
+  out = {}
+  for name, truth, pred in CATEGORIES:
+    idx = np.flatnonzero((labels == truth) & (predicted == pred))
+    # Predicted abnormal: highest scores first; predicted normal: lowest first.
+    order = np.argsort(-scores[idx] if pred else scores[idx], kind='stable')
+    out[name] = idx[order[:per_category]]
+  return out
+
+
+def plot_examples(
+  images,
+  reconstructions,
+  maps,
+  labels,
+  scores,
+  threshold: float,
+  path,
+  names: Sequence[str] | None = None,
+  per_category: int = 3,
+  title: str = '',
+) -> str:
+  """Test images by outcome: image, reconstruction and residual map, with score and decision.
+
+  The four outcomes sit as in a confusion matrix (top: truly normal, bottom: truly abnormal;
+  left: predicted normal, right: predicted abnormal). Residual maps share one colour scale.
+
+  Args:
+    images: (n, h, w[, c]) test images in [0, 1].
+    reconstructions: (n, h, w[, c]) or None (a model without one: that column is left out).
+    maps: (n, h, w) anomaly maps (per-pixel residuals).
+    labels: (n,) 0 normal / 1 abnormal.
+    scores: (n,) anomaly scores.
+    threshold: the decision threshold (`score >= threshold` is abnormal).
+    path: where the PNG goes.
+    names: optional file names, shown above each image.
+    per_category: images per outcome.
+    title: figure title.
+
+  Returns:
+    `path` as a string.
+  """
+  picks = pick_examples(labels, scores, threshold, per_category)
+  columns = ['image', 'reconstruction', 'residual'] if reconstructions is not None else None
+  columns = columns or ['image', 'anomaly map']
+  shown = np.concatenate([v for v in picks.values()]).astype(int)
+  vmax = _map_limit(np.asarray(maps)[shown])
+  width = 1.45 * len(columns)
+  fig = Figure(
+    figsize=(2 * width + 0.6, 2 * (1.55 * per_category + 0.5) + 0.5), layout='constrained'
+  )
+  subfigs = fig.subfigures(2, 2, wspace=0.04, hspace=0.04)
+  for sub, (name, _, _) in zip(subfigs.ravel(), CATEGORIES, strict=True):
+    idx = picks[name]
+    sub.suptitle(f'{name} ({len(idx)} shown)', fontsize='medium', fontweight='bold')
+    axes = sub.subplots(per_category, len(columns), squeeze=False)
+    for row, ax_row in enumerate(axes):
+      for col, ax in enumerate(ax_row):
+        _off(ax)
+        if row >= len(idx):
+          continue
+        k = int(idx[row])
+        if col == 0:
+          ax.imshow(_gray(images[k]), cmap='gray', vmin=0, vmax=1)
+          label = names[k] if names is not None else f'#{k}'
+          ax.set_title(f'{label}\nscore {scores[k]:.4g}', fontsize='x-small')
+        elif columns[col] == 'reconstruction':
+          ax.imshow(_gray(reconstructions[k]), cmap='gray', vmin=0, vmax=1)
+        else:
+          ax.imshow(maps[k], cmap=MAP_CMAP, vmin=0, vmax=vmax)
+        if row == 0:
+          ax.set_xlabel(columns[col], fontsize='x-small')
+          ax.xaxis.set_label_position('top')
+    if not len(idx):
+      sub.text(0.5, 0.5, 'none', ha='center', va='center', color='0.4')
+  fig.suptitle(
+    (title + '\n' if title else '')
+    + f'rows: truth (top normal, bottom abnormal); threshold {threshold:.4g}; '
+    f'residual colour scale 0 to {vmax:.3g}',
+    fontsize='small',
+  )
+  return _save(fig, path)
+
+
+def plot_anomaly_maps(
+  images,
+  maps,
+  scores,
+  threshold: float,
+  path,
+  masks=None,
+  names: Sequence[str] | None = None,
+  max_images: int = 50,
+  columns: int = 10,
+  title: str = '',
+) -> str:
+  """The anomaly map over each image (abnormal test images), highest score first.
+
+  Each panel is the gray image with the map on top in `MAP_CMAP` (transparent where the map is
+  low), titled with the score; a red title marks an image the threshold misses. With `masks`
+  (phantoms), the true lesion outline is drawn in cyan.
+
+  Returns:
+    `path` as a string.
+  """
+  scores = np.asarray(scores, np.float64)
+  order = np.argsort(-scores, kind='stable')[:max_images]
+  n = max(len(order), 1)
+  cols = min(columns, n)
+  rows = math.ceil(n / cols)
+  vmax = _map_limit(np.asarray(maps)[order]) if len(order) else 1.0
+  fig = Figure(figsize=(1.35 * cols, 1.45 * rows + 0.7), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax in axes:
+    _off(ax)
+  for ax, k in zip(axes, order, strict=False):
+    _draw_overlay(ax, images[k], maps[k], vmax, None if masks is None else masks[k])
+    missed = scores[k] < threshold
+    label = f'{names[k]}\n' if names is not None else ''
+    ax.set_title(
+      f'{label}{scores[k]:.3g}', fontsize=6, color='#d62728' if missed else 'black', pad=2
+    )
+  if not len(order):
+    axes[0].text(0.5, 0.5, 'no images', ha='center', va='center', color='0.4')
+  fig.suptitle(
+    (title + '\n' if title else '')
+    + f'anomaly map over the image (colour scale 0 to {vmax:.3g}); red title: below threshold '
+    f'{threshold:.4g}' + ('; cyan: true lesion' if masks is not None else ''),
+    fontsize='small',
+  )
+  return _save(fig, path)
+
+
+def _draw_overlay(ax, image, amap, vmax: float, mask=None) -> None:
+  ax.imshow(_gray(image), cmap='gray', vmin=0, vmax=1)
+  amap = np.asarray(amap, np.float32)
+  # Opacity grows with the map, so normal tissue stays visible under a low residual.
+  alpha = np.clip(amap / max(vmax, 1e-12), 0, 1) * 0.85
+  ax.imshow(amap, cmap=MAP_CMAP, vmin=0, vmax=vmax, alpha=alpha)
+  if mask is not None and np.any(mask):
+    ax.contour(np.asarray(mask, float), levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
+
+
+def save_overlay(image, amap, path, title: str = '', vmax: float | None = None) -> str:
+  """One image with its anomaly map over it and, beside it, the map alone with a colour bar.
+
+  Args:
+    image: (h, w[, c]) in [0, 1].
+    amap: (h, w) anomaly map.
+    path: where the PNG goes.
+    title: e.g. the file, its score and the decision.
+    vmax: the top of the colour scale (default: the map's own 99.5th percentile).
+  """
+  vmax = _map_limit(amap) if vmax is None else vmax
+  fig = Figure(figsize=(6, 3.4), layout='constrained')
+  ax_overlay, ax_map = fig.subplots(1, 2)
+  _draw_overlay(ax_overlay, image, amap, vmax)
+  _off(ax_overlay)
+  ax_overlay.set_title('image + anomaly map', fontsize='small')
+  shown = ax_map.imshow(amap, cmap=MAP_CMAP, vmin=0, vmax=vmax)
+  _off(ax_map)
+  ax_map.set_title('anomaly map', fontsize='small')
+  fig.colorbar(shown, ax=ax_map, shrink=0.8)
+  if title:
+    fig.suptitle(title, fontsize='small')
+  return _save(fig, path)
+
+
+def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
+  """Images in a grid, gray, e.g. a generator's samples.
+
+  Returns:
+    `path` as a string.
+  """
+  n = max(len(images), 1)
+  cols = min(columns, n)
+  rows = math.ceil(n / cols)
+  fig = Figure(figsize=(1.2 * cols, 1.2 * rows + 0.4), layout='constrained')
+  axes = fig.subplots(rows, cols, squeeze=False).ravel()
+  for ax in axes:
+    _off(ax)
+  for ax, image in zip(axes, images, strict=False):
+    ax.imshow(_gray(image), cmap='gray', vmin=0, vmax=1)
+  if title:
+    fig.suptitle(title, fontsize='small')
+  return _save(fig, path)

@@ -1,0 +1,253 @@
+"""The report of a finished run: figures and `report.md` in `RUN/report/`, without retraining.
+
+Attributes:
+  write_report: draws everything a run's files allow and writes `report.md`.
+  representative_iteration: the iteration whose test AUC is the median (the image figures
+    show one iteration's model).
+
+What is drawn, from what:
+  training_curves.png       metrics.json histories (all iterations, selected epochs marked)
+  threshold_selection.png   metrics.json validation scores and thresholds
+  score_histograms.png      metrics.json test scores and thresholds
+  score_parts.png           metrics.json 'test_score_parts' (f-AnoGAN), when present
+  examples.png              one iteration's checkpoint on its test images (section 4.5)
+  anomaly_maps.png          the same, abnormal test images only (section 4.6)
+  samples.png               iter_XX/samples/*.png or samples.npy (GANs), when present
+The image figures need the run's data (config.data); when it cannot be loaded they are left out
+and report.md says why.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import logging
+from PIL import Image
+
+from uadjax import data, inference, io
+from uadjax.evaluation import metrics as metrics_lib
+from uadjax.reports import figures, images, tables
+
+
+def representative_iteration(metrics_list: list[dict]) -> dict:
+  """The iteration whose test AUC is closest to the median of the run (the lower one on ties)."""
+  aucs = np.array([(m.get('test') or {}).get('auc', np.nan) for m in metrics_list], np.float64)
+  if not np.isfinite(aucs).any():
+    return metrics_list[0]
+  median = np.nanmedian(aucs)
+  return metrics_list[int(np.nanargmin(np.abs(aucs - median)))]
+
+
+def _test_images(config, metrics: dict):
+  """The iteration's test images (in metrics.json order), and their masks if known."""
+  dataset = data.load(config.data)
+  index = {name: i for i, name in enumerate(dataset.names)}
+  missing = [n for n in metrics['test_names'] if n not in index]
+  if missing:
+    raise data.DataError(f'test images {missing[:3]} are not in the data set of the config.')
+  idx = np.array([index[n] for n in metrics['test_names']])
+  masks = None if dataset.masks is None else dataset.masks[idx]
+  return dataset.images[idx], masks
+
+
+def _pixel_auc(maps, masks) -> float | None:
+  """Pixel-level AUROC of the maps against the true lesion masks (phantoms)."""
+  from sklearn.metrics import roc_auc_score
+
+  y = np.asarray(masks, bool).reshape(-1)
+  if y.all() or not y.any():
+    return None
+  return float(roc_auc_score(y, np.asarray(maps, np.float64).reshape(-1)))
+
+
+def _samples(workdir: str, iteration: int):
+  """A GAN run's saved samples (PNG files or samples.npy), or None."""
+  for folder in (
+    os.path.join(workdir, f'iter_{iteration:02d}', 'samples'),
+    os.path.join(workdir, 'samples'),
+  ):
+    if not os.path.isdir(folder):
+      continue
+    npy = os.path.join(folder, 'samples.npy')
+    if os.path.isfile(npy):
+      x = np.load(npy).astype(np.float32)
+      lo = x.min(axis=tuple(range(1, x.ndim)), keepdims=True)
+      hi = x.max(axis=tuple(range(1, x.ndim)), keepdims=True)
+      return (x - lo) / np.maximum(hi - lo, 1e-8), folder
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith('.png'))
+    if files:
+      arrays = []
+      for f in files[:64]:
+        with Image.open(os.path.join(folder, f)) as im:
+          arrays.append(np.asarray(im.convert('L'), np.float32) / 255.0)
+      return arrays, folder
+  return None
+
+
+def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
+  """Writes the figures and `report.md` of a finished (or partly finished) run.
+
+  Args:
+    workdir: the run folder (config.json, iter_XX/metrics.json, checkpoints).
+    outdir: where to write (default `workdir/report`).
+    iteration: the iteration whose model the image figures show (default: the median test AUC).
+
+  Returns:
+    The path of report.md.
+
+  Raises:
+    inference.RunError: the workdir has no config or no finished iteration.
+  """
+  config = inference.load_config(workdir)
+  finished = inference.finished_iterations(workdir)
+  if not finished:
+    raise inference.RunError(f'{workdir}: no finished iteration (iter_XX/metrics.json) to report.')
+  outdir = outdir or os.path.join(workdir, 'report')
+  os.makedirs(outdir, exist_ok=True)
+  metrics_list = list(finished.values())
+  if iteration is None:
+    chosen = representative_iteration(metrics_list)
+  elif iteration in finished:
+    chosen = finished[iteration]
+  else:
+    raise inference.RunError(
+      f'{workdir}: iteration {iteration} is not finished ({list(finished)}).'
+    )
+  it = int(chosen['iteration'])
+  label = f'{it} (g/b {chosen.get("normal_fold")}/{chosen.get("abnormal_half")})'
+  why = 'the median test AUC' if iteration is None else 'chosen'
+  model_name = tables.model_display_name(config.get('model_name'))
+
+  sections = []  # (heading, file name or None, one line of explanation)
+
+  def add(heading, path, line):
+    sections.append((heading, os.path.basename(path) if path else None, line))
+
+  add(
+    'Training',
+    figures.plot_training_curves(metrics_list, os.path.join(outdir, 'training_curves.png')),
+    'Left: mean training loss per epoch (log scale), one line per iteration (normal fold g / '
+    'abnormal half b). Right: validation AUC at every validation; the dot is the epoch whose '
+    'checkpoint was kept and tested.',
+  )
+  add(
+    'Threshold selection',
+    figures.plot_threshold_selection_grid(
+      metrics_list, os.path.join(outdir, 'threshold_selection.png')
+    ),
+    'Precision, recall and F1 of "score >= threshold" on each iteration\'s validation set; the '
+    f'dashed line is the chosen threshold ({chosen["threshold"]["method"]}).',
+  )
+  add(
+    'Test scores',
+    figures.plot_score_histograms(metrics_list, os.path.join(outdir, 'score_histograms.png')),
+    'Test anomaly scores of normal (blue) and abnormal (red) images per iteration, with the '
+    'threshold chosen on validation (dashed); the test AUC is in each title.',
+  )
+  if chosen.get('test_score_parts'):
+    add(
+      'Parts of the score',
+      figures.plot_score_parts(chosen, os.path.join(outdir, 'score_parts.png')),
+      f'The parts of the test score ({", ".join(chosen["test_score_parts"])}) and the total, '
+      f'normal vs abnormal, iteration {label}.',
+    )
+
+  notes = []
+  try:
+    model = inference.load_models(workdir, [it], config)[0]
+    test_images, masks = _test_images(config, chosen)
+  except (inference.RunError, data.DataError, FileNotFoundError) as e:
+    logging.warning('Report without image figures: %s', e)
+    notes.append(f'Image figures left out: {e}')
+  else:
+    labels = np.asarray(chosen['test_labels'])
+    scores, maps = model.score(test_images)
+    recons = model.reconstruct(test_images) if model.can_reconstruct else None
+    saved = np.asarray(chosen['test_scores'], np.float64)
+    drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
+    if drift > 1e-3:
+      notes.append(
+        f'The restored checkpoint scores the test images up to {drift:.1%} away from '
+        'metrics.json (another device or dtype); the figures use the restored scores.'
+      )
+    threshold = model.threshold
+    names = chosen['test_names']
+    counts = metrics_lib.confusion(scores, labels, threshold)
+    add(
+      'Test images by outcome',
+      images.plot_examples(
+        test_images,
+        recons,
+        maps,
+        labels,
+        scores,
+        threshold,
+        os.path.join(outdir, 'examples.png'),
+        names=names,
+        title=f'{model_name}, iteration {label}, epoch {model.epoch}',
+      ),
+      f'Iteration {label} ({why}), epoch {model.epoch}: per outcome (TN {counts["tn"]}, '
+      f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
+      '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
+    )
+    abnormal = np.flatnonzero(labels == 1)
+    add(
+      'Anomaly maps',
+      images.plot_anomaly_maps(
+        test_images[abnormal],
+        maps[abnormal],
+        scores[abnormal],
+        threshold,
+        os.path.join(outdir, 'anomaly_maps.png'),
+        masks=None if masks is None else masks[abnormal],
+        names=[names[k] for k in abnormal],
+        title=f'{model_name}, iteration {label}: abnormal test images, highest score first',
+      ),
+      'The residual map over every abnormal test image, highest score first; red titles are '
+      'images the threshold misses'
+      + ('; the cyan outline is the true lesion.' if masks is not None else '.'),
+    )
+    if masks is not None:
+      pixel_auc = _pixel_auc(maps[abnormal], masks[abnormal])
+      if pixel_auc is not None:
+        notes.append(
+          f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
+          f'images, iteration {label}): {pixel_auc:.3f}.'
+        )
+  samples = _samples(workdir, it)
+  if samples is not None:
+    arrays, folder = samples
+    add(
+      'Generator samples',
+      images.plot_image_grid(
+        arrays, os.path.join(outdir, 'samples.png'), title='samples of the selected generator'
+      ),
+      f'Samples of the selected generator ({os.path.relpath(folder, workdir)}).',
+    )
+
+  summary_path = os.path.join(workdir, 'summary.json')
+  if os.path.isfile(summary_path):
+    summary = io.read_json(summary_path)
+  else:
+    summary = {
+      'model': config.get('model_name'),
+      'n_iterations': len(metrics_list),
+      'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
+    }
+  study = config.get('model_name') if config.get('model_name') in tables.STUDY_ROWS else None
+  lines = [
+    f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
+    '',
+    f'{len(metrics_list)} iterations, {config.train.epochs} epochs, validation every '
+    f'{config.cv.val_every}, checkpoint selection by {config.cv.selection}, threshold by '
+    f'{config.cv.threshold}, images {config.data.image_size}x{config.data.image_size}.',
+    '',
+    tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
+    '',
+  ]
+  for heading, name, line in sections:
+    lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
+  if notes:
+    lines += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
+  return io.write_text(os.path.join(outdir, 'report.md'), '\n'.join(lines))
