@@ -1,10 +1,18 @@
 """Flax (linen) models of the study, and the registry that configs name them by."""
 
 from uadjax.models.cae import CAE
+from uadjax.models.dagmm import DAGMM
+from uadjax.models.fanogan import FAnoGAN
+from uadjax.models.ssae import SSAE
 
 # config.model_name -> module class; config.model holds its keyword arguments.
 MODELS = {
   'cae': CAE,
+  'ssae': SSAE,
+  'dagmm': DAGMM,
+  # f-AnoGAN's two phases train the same module: 'wgan' (phase 1), 'fanogan' (the encoder).
+  'wgan': FAnoGAN,
+  'fanogan': FAnoGAN,
 }
 
-__all__ = ['CAE', 'MODELS']
+__all__ = ['CAE', 'DAGMM', 'MODELS', 'SSAE', 'FAnoGAN']

@@ -6,12 +6,18 @@ import jax
 import jax.numpy as jnp
 
 from uadjax.models import MODELS
-from uadjax.train.reconstruction import ReconstructionTask
+from uadjax.train.dagmm import DAGMMTask
+from uadjax.train.fanogan import EncoderTask, WGANTask
+from uadjax.train.reconstruction import ReconstructionTask, ScaleSpaceTask
 from uadjax.train.state import TrainState, create_train_state, make_optimizer
 
 # config.model_name -> the task class that trains and scores it.
 TASKS = {
   'cae': ReconstructionTask,
+  'ssae': ScaleSpaceTask,
+  'dagmm': DAGMMTask,
+  'wgan': WGANTask,
+  'fanogan': EncoderTask,
 }
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -32,7 +38,9 @@ def make_task(config):
   if name not in MODELS or name not in TASKS:
     raise ValueError(f'model_name={name!r}; known models: {sorted(MODELS)}.')
   model = MODELS[name](**config.model.to_dict(), dtype=compute_dtype(config.train.dtype))
-  return TASKS[name](model=model, tx=make_optimizer(config.optimizer))
+  # config.task (optional): the loss's own settings (SSAE's lambdas, DAGMM's lambda_E, ...).
+  task_kwargs = config.task.to_dict() if 'task' in config else {}
+  return TASKS[name](model=model, tx=make_optimizer(config.optimizer), **task_kwargs)
 
 
 __all__ = [

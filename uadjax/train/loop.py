@@ -25,7 +25,9 @@ from flax import struct
 from uadjax.evaluation.metrics import auc
 from uadjax.train.state import TrainState
 
-SELECTIONS = ('val_auc', 'val_loss', 'last')
+SELECTIONS = ('val_auc', 'val_loss', 'last', 'task')
+# Folded into an epoch's key for the 'task' selection's draws: steps use 0..steps_per_epoch.
+_SELECTION_KEY = 2**31 - 1
 
 
 class FoldData(struct.PyTreeNode):
@@ -96,7 +98,8 @@ class Engine:
   """Compiled training and scoring of one task under the study's protocol.
 
   Attributes:
-    task: provides `train_step(state, images, key)` and `score(variables, images)`.
+    task: provides `train_step(state, images, key)` and `score(variables, images)`, and
+      optionally `fit_scorer` (see `validate`).
     augment: `augment(key, images) -> images` in JAX, or None for no augmentation.
     batch_size: training batch (the last incomplete batch of an epoch is dropped).
     steps_per_epoch: the largest number of full batches of any iteration.
@@ -168,24 +171,44 @@ class Engine:
     return jax.lax.map(lambda c: self.task.score(variables, images[c])[0], chunks).reshape(-1)
 
   def validate(self, carry: Carry, fold: FoldData, images):
-    """Scores the validation set, updates the best-so-far variables. Returns (carry, logs)."""
-    scores = self.scores(carry.state.variables, images, fold.val_idx)
+    """Scores the validation set, updates the best-so-far variables. Returns (carry, logs).
+
+    A task with a `fit_scorer(variables, images, train_idx, train_mask) -> variables` method
+    (DAGMM: the mixture) first fits what its score needs on the training set; the fitted
+    variables are the ones scored and kept as best.
+
+    selection='task': the metric is `-task.selection_metric(variables, images, fold, key)`, a
+    task's own distance, lower is better (f-AnoGAN's GAN phase: generated vs. training images);
+    logged as 'val_metric'.
+    """
+    variables = carry.state.variables
+    fit_scorer = getattr(self.task, 'fit_scorer', None)
+    if fit_scorer is not None:
+      variables = fit_scorer(variables, images, fold.train_idx, fold.train_mask)
+    scores = self.scores(variables, images, fold.val_idx)
     val_auc = auc(scores, fold.val_labels, fold.val_mask)
     normal = fold.val_mask & (fold.val_labels == 0)
     val_loss = jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
-    metric = {
-      'val_auc': jnp.where(jnp.isnan(val_auc), -jnp.inf, val_auc),
-      'val_loss': -val_loss,
-      'last': carry.epoch.astype(jnp.float32),
-    }[self.selection]
+    if self.selection == 'task':
+      key = jax.random.fold_in(jax.random.fold_in(fold.key, carry.epoch), _SELECTION_KEY)
+      metric = -self.task.selection_metric(variables, images, fold, key)
+    else:
+      metric = {
+        'val_auc': jnp.where(jnp.isnan(val_auc), -jnp.inf, val_auc),
+        'val_loss': -val_loss,
+        'last': carry.epoch.astype(jnp.float32),
+      }[self.selection]
     # Strictly better only: on ties the earliest checkpoint is kept.
     improved = metric > carry.best_metric
     carry = carry.replace(
-      best=tree_where(improved, carry.state.variables, carry.best),
+      best=tree_where(improved, variables, carry.best),
       best_metric=jnp.where(improved, metric, carry.best_metric),
       best_epoch=jnp.where(improved, carry.epoch, carry.best_epoch),
     )
-    return carry, {'val_auc': val_auc, 'val_loss': val_loss, 'epoch': carry.epoch}
+    logs = {'val_auc': val_auc, 'val_loss': val_loss, 'epoch': carry.epoch}
+    if self.selection == 'task':
+      logs['val_metric'] = -metric
+    return carry, logs
 
   def train(self, carry: Carry, fold: FoldData, images, validations: int):
     """`validations` x (`val_every` epochs, then a validation). Returns (carry, logs) with logs

@@ -1,7 +1,9 @@
-"""Reconstruction models (the CAE; the SSAE later): pure train and score functions.
+"""Reconstruction models (the CAE, the SSAE): pure train and score functions.
 
-Score = per-image mean squared reconstruction error; the per-pixel squared residual (mean over
-channels) is the anomaly map. The training loss is the batch mean of the score.
+CAE: score = per-image mean squared reconstruction error; the per-pixel squared residual (mean
+over channels) is the anomaly map. SSAE: score = sum_k lambda_k MSE(d_k, r_k) over the pyramid's
+scales; the map sums the scales' residuals upsampled to full resolution. Either way the training
+loss is the batch mean of the score.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from uadjax.models.ssae import up
 from uadjax.train.state import TrainState, create_train_state
 
 
@@ -34,6 +37,11 @@ class ReconstructionTask:
   model: nn.Module
   tx: optax.GradientTransformation
 
+  def errors(self, images, outputs):
+    """Per-image scores (n,) and per-pixel maps (n, h, w), float32, of the model's outputs."""
+    maps = residual_map(images, outputs['reconstruction'])
+    return jnp.mean(maps, axis=(1, 2)), maps
+
   def init(self, key, image_shape) -> TrainState:
     """A fresh state for images of shape (h, w, c)."""
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
@@ -51,8 +59,8 @@ class ReconstructionTask:
         rngs={'dropout': key},
         mutable=['batch_stats'],
       )
-      loss = jnp.mean(residual_map(images, outputs['reconstruction']))
-      return loss, updates
+      scores, _ = self.errors(images, outputs)
+      return jnp.mean(scores), updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     param_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
@@ -66,10 +74,32 @@ class ReconstructionTask:
 
   def score(self, variables, images):
     """Anomaly scores (n,) and maps (n, h, w), float32, evaluation mode."""
-    outputs = self.model.apply(variables, images, train=False)
-    maps = residual_map(images, outputs['reconstruction'])
-    return jnp.mean(maps, axis=(1, 2)), maps
+    return self.errors(images, self.model.apply(variables, images, train=False))
 
   def reconstruct(self, variables, images):
     """The reconstructions, float32 (for figures)."""
     return self.model.apply(variables, images, train=False)['reconstruction']
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleSpaceTask(ReconstructionTask):
+  """The SSAE's task: the reconstruction task with the multi-scale error.
+
+  Attributes:
+    weights: lambda_k of each scale's MSE, finest first (study: all 1).
+  """
+
+  weights: tuple = (1.0, 1.0, 1.0)
+
+  def errors(self, images, outputs):
+    """Score sum_k lambda_k MSE(d_k, r_k) (n,); map sum_k lambda_k up(residual_k) (n, h, w)."""
+    targets, recons = outputs['targets'], outputs['reconstructions']
+    if len(self.weights) != len(recons):
+      raise ValueError(f'task.weights has {len(self.weights)} entries for {len(recons)} scales.')
+    scores, maps = 0.0, 0.0
+    for w, t, r in zip(self.weights, targets, recons, strict=True):
+      residual = residual_map(t, r)
+      scores = scores + w * jnp.mean(residual, axis=(1, 2))
+      # Bilinear up to full resolution: a coarse scale's residual covers the pixels it describes.
+      maps = maps + w * up(residual[..., None], like=images)[..., 0]
+    return scores, maps

@@ -1,0 +1,35 @@
+r"""Pixel-level lesion segmentation of finished phantom runs, side by side.
+
+  python -m experiments.cross_validate --config=configs/headct/cae.py:quick,phantoms \
+      --workdir=runs/cae_phantoms
+  python -m experiments.cross_validate --config=configs/headct/ssae.py:quick,phantoms \
+      --workdir=runs/ssae_phantoms
+  python -m experiments.segment_phantoms --run=CAE=runs/cae_phantoms \
+      --run=SSAE=runs/ssae_phantoms --outdir=runs/segmentation
+
+Writes segmentation.md (pixel AUROC and best Dice, mean ± std over iterations), .json and two
+figures (scores, example maps) to --outdir.
+"""
+
+from absl import app, flags, logging
+
+from uadjax import runtime
+from uadjax.reports import segmentation
+
+_RUNS = flags.DEFINE_multi_string('run', None, 'LABEL=WORKDIR of a finished phantom run.')
+_OUTDIR = flags.DEFINE_string('outdir', None, 'Folder for the table and figures.')
+flags.mark_flags_as_required(['run', 'outdir'])
+
+
+def main(argv):
+  del argv
+  runtime.setup()
+  runs = dict(r.split('=', 1) for r in _RUNS.value)
+  segmentation.write_segmentation_report(runs, _OUTDIR.value)
+  logging.info('Results in %s', _OUTDIR.value)
+  with open(f'{_OUTDIR.value}/segmentation.md') as f:
+    print(f.read())
+
+
+if __name__ == '__main__':
+  app.run(main)
