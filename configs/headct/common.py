@@ -94,10 +94,10 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
   if 'demo' in variants:
     variants.add('phantoms')
     config.cv.parallel = False
-    config.train.epochs = 40
-    config.cv.val_every = 5
-    config.cv.epochs_per_call = 10
-    config.cv.checkpoint_every = 20
+    config.train.epochs = 60
+    config.cv.val_every = 10
+    config.cv.epochs_per_call = 20
+    config.cv.checkpoint_every = 60
   if 'tiny' in variants:
     config.data.image_size = 32
     config.train.epochs = 4

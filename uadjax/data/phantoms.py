@@ -13,7 +13,7 @@ import numpy as np
 
 from uadjax.data.preprocess import minmax
 
-_SKULL, _BRAIN, _VENTRICLE, _BLOOD = 1.0, 0.45, 0.22, 0.32
+_SKULL, _BRAIN, _VENTRICLE, _BLOOD = 1.0, 0.45, 0.22, 0.4
 
 
 def _ellipse(u, v, a, b):
@@ -66,7 +66,7 @@ def phantom(rng: np.random.Generator, size: int = 64, abnormal: bool = False):
         bu, bv = rng.uniform(-a, a), rng.uniform(-b, b)
         if _ellipse(bu, bv, a - thickness, b - thickness) <= 0.6:
           break
-      radius = rng.uniform(0.06, 0.16)
+      radius = rng.uniform(0.2, 0.4)  # 3-6 pixels of Gaussian sigma at 64x64
       profile = np.exp(-((u - bu) ** 2 + (v - bv) ** 2) / (2 * (radius / 2) ** 2))
       profile = np.where(inner <= 1, profile, 0.0)
       image = image + _BLOOD * profile
