@@ -500,9 +500,14 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
   summary = summarize(config, results)
   io.write_json(os.path.join(workdir, 'summary.json'), summary)
   study_model = {'cae': 'CAE', 'ssae': 'SSAE', 'fanogan': 'f-AnoGAN'}.get(config.model_name)
+  title = f'{config.model_name} on {workdir}'
+  if config.data.source == 'phantoms':
+    # The study's rows are real head CT: beside synthetic results they would mislead.
+    study_model = None
+    title += ' (synthetic phantoms; the study rows are real head CT and are not shown)'
   markdown = tables.summary_markdown(
     summary,
-    title=f'{config.model_name} on {workdir}',
+    title=title,
     study_model=study_model,
     per_iteration=results,
   )

@@ -236,6 +236,8 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
     }
   study = config.get('model_name') if config.get('model_name') in tables.STUDY_ROWS else None
+  if config.data.source == 'phantoms':
+    study = None  # the study's rows are real head CT, not comparable with phantoms
   lines = [
     f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
     '',
