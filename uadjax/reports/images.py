@@ -7,6 +7,7 @@ Attributes:
     where it is known (phantoms).
   save_overlay: one image with its anomaly map over it, titled with score and decision.
   plot_image_grid: a grid of images (a GAN's samples).
+  blend_heatmap: a [0, 1] map (a class-activation map) blended over its image, uint8 RGB.
 
 All take preprocessed images, (n, h, w, c) or (n, h, w) floats in [0, 1], and maps (n, h, w);
 like `figures`, they draw on Agg figures without pyplot.
@@ -18,6 +19,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from uadjax.reports.figures import _save
@@ -250,3 +252,29 @@ def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
   if title:
     fig.suptitle(title, fontsize='small')
   return _save(fig, path)
+
+
+def blend_heatmap(image, heatmap, *, alpha: float = 0.5, cmap: str = 'jet') -> np.ndarray:
+  """A map blended over its image: (H, W, 3) uint8 RGB, (1 - alpha) * image + alpha * colour.
+
+  Args:
+    image: (H, W), (H, W, 1) or (H, W, 3); floats in [0, 1] (undo the ImageNet normalisation
+      first) or uint8.
+    heatmap: (H, W) in [0, 1], e.g. one of `cam`'s maps.
+    alpha: weight of the coloured map (pytorch-grad-cam's 1 - image_weight).
+    cmap: a matplotlib colormap name.
+  """
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    image = image.astype(np.float32) / 255
+  image = np.clip(np.asarray(image, np.float32), 0, 1)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim == 2:
+    image = np.repeat(image[..., None], 3, axis=-1)
+  heatmap = np.clip(np.asarray(heatmap, np.float32), 0, 1)
+  if heatmap.shape != image.shape[:2]:
+    raise ValueError(f'heatmap {heatmap.shape} does not match image {image.shape[:2]}')
+  colour = colormaps[cmap](heatmap)[..., :3]
+  blended = (1 - alpha) * image + alpha * colour
+  return np.round(np.clip(blended, 0, 1) * 255).astype(np.uint8)
