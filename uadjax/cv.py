@@ -1,9 +1,13 @@
-"""The study's 2x5 cross-validation: splits in, per-iteration results and a summary out.
+"""The study's protocols: splits in, per-iteration results and a summary out.
 
-For each iteration: train on normal images only; every `cv.val_every` epochs score the
-validation set and keep the checkpoint with the best selection metric (study: validation AUC);
-choose the threshold on the validation scores (study: best F1); apply both once to the test set.
-The summary is mean ± population std over the iterations.
+`cv.scheme`: '2x5' (head CT: ten iterations of the 2x5 cross-validation, the default) or
+'holdout' (fundus: one seeded split, iteration 0). For each iteration: train on normal images
+only (a supervised task, the fundus classifier, on both classes); every `cv.val_every` epochs
+score the validation set and keep the checkpoint with the best selection metric (study:
+validation AUC; the classifier: validation loss); choose the threshold on the validation scores
+(study: best F1; the classifier: 0.5); apply both once to the test set. A test-only class
+(`data.extra_test_classes`) is scored against the test normals too. The summary is mean ±
+population std over the iterations.
 
 Workdir layout:
   config.json                      the config of the run (a resume must use the same)
@@ -35,9 +39,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from uadjax import checkpoint, data, io
 from uadjax.data import augment as augment_lib
-from uadjax.data.splits import Split, cross_validation_splits
+from uadjax.data.splits import Split, cross_validation_splits, holdout_split
 from uadjax.evaluation import metrics as metrics_lib
-from uadjax.train import make_task
+from uadjax.train import classifier, make_task
 from uadjax.train.loop import (
   Carry,
   Engine,
@@ -121,6 +125,31 @@ def iteration_dir(workdir: str, iteration: int) -> str:
   return os.path.join(workdir, f'iter_{iteration:02d}')
 
 
+SCHEMES = ('2x5', 'holdout')
+
+
+def make_splits(config, dataset) -> list[Split]:
+  """The splits `config.cv.scheme` names: '2x5' (the head-CT study, the default) or 'holdout'
+  (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`)."""
+  c = config.cv
+  scheme = c.get('scheme', '2x5')
+  if scheme == '2x5':
+    return cross_validation_splits(
+      dataset.labels, dataset.groups, seed=config.seed, n_folds=c.n_folds, n_halves=c.n_halves
+    )
+  if scheme == 'holdout':
+    return [
+      holdout_split(
+        dataset.labels,
+        dataset.groups,
+        seed=config.seed,
+        normal_fractions=tuple(c.normal_fractions),
+        abnormal_fractions=tuple(c.abnormal_fractions),
+      )
+    ]
+  raise ValueError(f'cv.scheme={scheme!r}; expected one of {SCHEMES}.')
+
+
 class Protocol:
   """The data, splits, task and engine of one run; `run` drives it."""
 
@@ -134,15 +163,12 @@ class Protocol:
     self.dataset = data.load(c.data)
     for group in self.dataset.duplicates():
       logging.info('Identical images (kept on one side of every split): %s', ', '.join(group))
-    self.splits: list[Split] = cross_validation_splits(
-      self.dataset.labels,
-      self.dataset.groups,
-      seed=c.seed,
-      n_folds=c.cv.n_folds,
-      n_halves=c.cv.n_halves,
-    )
+    self.splits: list[Split] = make_splits(c, self.dataset)
     self.image_shape = self.dataset.images.shape[1:]
     self.task = make_task(c)
+    if getattr(self.task, 'supervised', False):
+      source = classifier.weights_source(self.task.pretrained)
+      (logging.info if self.task.pretrained else logging.warning)('Classifier: %s.', source)
     bs = c.train.batch_size
     n_train = [len(s.train) for s in self.splits]
     if min(n_train) < bs:
@@ -186,7 +212,12 @@ class Protocol:
     s = self.splits[iteration]
     train_idx, train_mask = pad(s.train, self.n_train_max)
     val_idx, val_mask = pad(s.val, self.n_val_max)
-    val_labels = np.where(val_mask, self.dataset.labels[val_idx], 0).astype(np.int32)
+    labels = self.dataset.labels
+    val_labels = np.where(val_mask, labels[val_idx], 0).astype(np.int32)
+    train_labels = np.where(train_mask, labels[train_idx], 0).astype(np.int32)
+    counts = np.bincount(labels[s.train], minlength=2)[:2].astype(np.float32)
+    # Balanced cross-entropy weights n / (2 n_c) (a supervised task's; others ignore them).
+    class_weights = np.where(counts > 0, len(s.train) / (2 * np.maximum(counts, 1)), 0.0)
     return FoldData(
       key=self.iteration_key(iteration),
       train_idx=train_idx,
@@ -194,6 +225,8 @@ class Protocol:
       val_idx=val_idx,
       val_mask=val_mask,
       val_labels=val_labels,
+      train_labels=train_labels,
+      class_weights=class_weights.astype(np.float32),
     )
 
   def initial_carry(self, iteration: int) -> Carry:
@@ -317,6 +350,7 @@ class _Group:
           self.p.host_augment,
           validations,
           (c.seed, iteration),
+          self.p.dataset.labels,
         )
       else:
         carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
@@ -416,7 +450,11 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   val_scores, _ = score_all(protocol.engine, variables, images, split.val)
   test_scores, _ = score_all(protocol.engine, variables, images, split.test)
   threshold = metrics_lib.select_threshold(
-    val_scores, labels[split.val], c.cv.threshold, c.cv.threshold_quantile
+    val_scores,
+    labels[split.val],
+    c.cv.threshold,
+    c.cv.threshold_quantile,
+    c.cv.get('threshold_value', 0.5),
   )
   test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
   result = {
@@ -443,6 +481,20 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     'test_labels': [int(v) for v in labels[split.test]],
     'test_names': [protocol.dataset.names[i] for i in split.test],
   }
+  extra = np.flatnonzero(labels == 2)
+  if extra.size:
+    # The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
+    # normals, with the same variables and threshold.
+    extra_scores, _ = score_all(protocol.engine, variables, images, extra)
+    normal_test = split.test[labels[split.test] == 0]
+    scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
+    binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
+    result['extra_test'] = {
+      'classes': list(c.data.get('extra_test_classes', ())),
+      'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
+      'scores': [float(v) for v in extra_scores],
+      'names': [protocol.dataset.names[i] for i in extra],
+    }
   # A score that is a sum (f-AnoGAN: image + kappa x feature residual) keeps its terms per test
   # image, so the histograms can show each.
   score_parts = getattr(protocol.task, 'score_parts', None)
@@ -484,26 +536,39 @@ def finish_iteration(
 
 
 def summarize(config, results: list[dict]) -> dict:
-  """mean ± population std over iterations of the test metrics."""
-  return {
+  """mean ± population std over iterations of the test metrics (and of the test-only class's)."""
+  summary = {
     'model': config.model_name,
     'n_iterations': len(results),
     'iterations': [r['iteration'] for r in results],
     'metrics': metrics_lib.summarize([r['test'] for r in results]),
   }
+  if all('extra_test' in r for r in results) and results:
+    summary['extra_test'] = {
+      'classes': results[0]['extra_test']['classes'],
+      'metrics': metrics_lib.summarize([r['extra_test']['metrics'] for r in results]),
+    }
+  return summary
 
 
 def write_summary(config, workdir: str, results: list[dict]) -> dict:
-  """summary.json, summary.md and the figures of a finished run."""
+  """summary.json, summary.md and the figures of a finished run.
+
+  Optional config fields: `study_row` (the study row to set beside the results, '' for none;
+  by default the head-CT row of the model) and `study_note` (a sentence for the title, e.g. that
+  the study's row is of another data set).
+  """
   from uadjax.reports import figures, tables  # matplotlib only when reports are written
 
   summary = summarize(config, results)
   io.write_json(os.path.join(workdir, 'summary.json'), summary)
-  study_model = {'cae': 'CAE', 'ssae': 'SSAE', 'fanogan': 'f-AnoGAN'}.get(config.model_name)
+  study_model = tables.study_row_for(config)
   title = f'{config.model_name} on {workdir}'
+  if config.get('study_note'):
+    title += f' ({config.study_note})'
+  if config.get('task') and 'pretrained' in config.task:
+    title += f'; {classifier.weights_source(config.task.pretrained)}'
   if config.data.source == 'phantoms':
-    # The study's rows are real head CT: beside synthetic results they would mislead.
-    study_model = None
     title += ' (synthetic phantoms; the study rows are real head CT and are not shown)'
   markdown = tables.summary_markdown(
     summary,
@@ -511,6 +576,9 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
     study_model=study_model,
     per_iteration=results,
   )
+  if 'extra_test' in summary:
+    extra = summary['extra_test']
+    markdown += tables.extra_test_markdown(extra['classes'], extra['metrics'])
   io.write_text(os.path.join(workdir, 'summary.md'), markdown)
   if config.cv.figures:
     figures.write_run_figures(results, os.path.join(workdir, 'figures'))

@@ -54,17 +54,23 @@ def gan_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def write_grid(path: str, images, columns: int | None = None) -> str:
-  """Writes images (n, h, w, c) in [0, 1] as one grayscale (first channel) PNG grid."""
-  x = np.clip(np.asarray(images, np.float32)[..., 0], 0.0, 1.0)
-  n, h, w = x.shape
+  """Writes images (n, h, w, c) in [0, 1] as one PNG grid: gray for one channel, RGB for three,
+  red and green (an empty blue) for two (the fundus f-AnoGAN's channels)."""
+  x = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  n, h, w, c = x.shape
+  if c == 2:
+    x = np.concatenate([x, np.zeros_like(x[..., :1])], axis=-1)
+  x = x[..., :3] if c >= 2 else x
+  channels = x.shape[-1]
   columns = columns or int(np.ceil(np.sqrt(n)))
   rows = -(-n // columns)
-  grid = np.ones((rows * (h + 2) + 2, columns * (w + 2) + 2), np.float32)  # white 2-px gutters
+  grid = np.ones((rows * (h + 2) + 2, columns * (w + 2) + 2, channels), np.float32)  # gutters
   for k in range(n):
     r, q = divmod(k, columns)
     grid[2 + r * (h + 2) : 2 + r * (h + 2) + h, 2 + q * (w + 2) : 2 + q * (w + 2) + w] = x[k]
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  Image.fromarray((grid * 255).round().astype(np.uint8), mode='L').save(path)
+  pixels = (grid * 255).round().astype(np.uint8)
+  Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path)
   return path
 
 

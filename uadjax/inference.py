@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from uadjax import checkpoint, io
+from uadjax.data.preprocess import CHANNELS
 from uadjax.train import make_task
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.
@@ -139,8 +140,12 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
       'is the run finished?'
     )
   size = int(config.data.image_size)
+  if config.get('task') and config.task.get('pretrained'):
+    # The checkpoint holds the trained weights: the initial ones need not be read (or exist).
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.task.pretrained = ''
   task = make_task(config)
-  image_shape = (size, size, 1)
+  image_shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
   # The variables the config's model has at this image size, without computing them.
   expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
   compiled = {'score': jax.jit(task.score)}

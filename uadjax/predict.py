@@ -76,7 +76,7 @@ def predict(
   for path in files:
     rel = os.path.relpath(path, images_dir)
     try:
-      frames = readers.read_frames(path, size, window)
+      frames = readers.read_frames(path, size, window, config.data.get('preprocess', 'gray'))
     except (DataError, ValueError) as e:
       rows_of_errors.append({'file': rel, 'error': str(e)})
       logging.warning('Skipped %s', e)

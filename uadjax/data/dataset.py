@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from uadjax.data import phantoms, readers
+from uadjax.data import phantoms, preprocess, readers
 from uadjax.data.readers import DataError
 
 
@@ -18,7 +18,9 @@ class Dataset:
 
   Attributes:
     images: (n, size, size, channels) float32 in [0, 1].
-    labels: (n,) int32, 1 = abnormal.
+    labels: (n,) int32: 0 normal, 1 abnormal, 2 a second abnormal class that is only tested
+      (`data.extra_test_classes`; splits never use it, `uadjax.cv` scores it beside the test
+      normals).
     names: file names (or phantom ids), for reports.
     groups: (n,) int32; images with identical pixels share a group, and a split never puts one
       group on two sides.
@@ -60,9 +62,14 @@ def load(data_config) -> Dataset:
     either may hold DICOM files, windowed with `dicom_window` ((width, level) in HU, optional,
     default the brain window);
     'phantoms': the built-in synthetic head CTs (`phantoms.n_normal`, `.n_abnormal`, `.seed`).
+  Optional: `preprocess` ('gray' by default; `uadjax.data.preprocess.MODES`) and, for
+  'class_folders', `extra_test_classes` (folders labelled 2: tested, never trained on).
   """
   c = data_config
   size = int(c.image_size)
+  # Optional fields (older runs' configs lack them): the preprocessing and the test-only class.
+  mode = preprocess.check_mode(c.get('preprocess', 'gray'))
+  extra = tuple(c.get('extra_test_classes', ()))
   # Optional (runs saved before DICOM support have no such field): (width, level) in HU.
   dicom_window = tuple(c.get('dicom_window', readers.BRAIN_WINDOW))
   masks = None
@@ -76,11 +83,17 @@ def load(data_config) -> Dataset:
     root = os.path.expanduser(c.root)
     if c.source == 'folder_csv':
       images, labels, names = readers.load_labelled_folder(
-        root, c.labels_file, size, c.id_column, c.label_column, dicom_window
+        root, c.labels_file, size, c.id_column, c.label_column, dicom_window, mode
       )
     else:
       images, labels, names = readers.load_class_folders(
-        root, list(c.normal_classes), list(c.abnormal_classes), size, dicom_window
+        root,
+        list(c.normal_classes),
+        list(c.abnormal_classes),
+        size,
+        dicom_window,
+        mode,
+        extra,
       )
   else:
     raise DataError(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from uadjax.data.preprocess import preprocess
+from uadjax.data.preprocess import draft, preprocess
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 DICOM_EXTENSIONS = ('.dcm', '.dicom')
@@ -75,16 +75,19 @@ def _dicom_frames(path: str, window_wl: tuple[float, float]) -> list[np.ndarray]
   return out
 
 
-def read_frames(path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW):
+def read_frames(
+  path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW, mode: str = 'gray'
+):
   """Every image a file holds, preprocessed: one for PNG/JPEG/..., one per frame for DICOM.
 
   Args:
     path: the file.
     size: output height and width.
     dicom_window: (width, level) in Hounsfield units, for DICOM files.
+    mode: the preprocessing (`uadjax.data.preprocess.MODES`).
 
   Returns:
-    A list of (size, size, 1) float32 arrays in [0, 1].
+    A list of (size, size, channels) float32 arrays in [0, 1].
   """
   if not os.path.isfile(path):
     raise DataError(f'{path}: no such file.')
@@ -92,21 +95,24 @@ def read_frames(path: str, size: int, dicom_window: tuple[float, float] = BRAIN_
     raise DataError(f'{path}: the file is empty (0 bytes).')
   if is_dicom(path):
     frames = _dicom_frames(path, tuple(dicom_window))
-    return [preprocess(Image.fromarray(np.asarray(f, np.float32)), size) for f in frames]
+    return [preprocess(Image.fromarray(np.asarray(f, np.float32)), size, mode) for f in frames]
   try:
     with Image.open(path) as image:
+      draft(image, size)
       image.load()
-      return [preprocess(image, size)]
+      return [preprocess(image, size, mode)]
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise DataError(f'{path}: cannot be decoded as an image ({e}).') from e
 
 
-def read_image(path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW):
-  """Reads one image and preprocesses it: (size, size, 1) float32 in [0, 1].
+def read_image(
+  path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW, mode: str = 'gray'
+):
+  """Reads one image and preprocesses it: (size, size, channels) float32 in [0, 1].
 
   A multi-frame DICOM file is refused here (it is several images); see `read_frames`.
   """
-  frames = read_frames(path, size, dicom_window)
+  frames = read_frames(path, size, dicom_window, mode)
   if len(frames) != 1:
     raise DataError(f'{path}: {len(frames)} frames where one image is expected.')
   return frames[0]
@@ -180,11 +186,13 @@ def load_labelled_folder(
   id_column: str = 'id',
   label_column: str = 'hemorrhage',
   dicom_window: tuple[float, float] = BRAIN_WINDOW,
+  mode: str = 'gray',
 ):
   """Images named by numeric id (`000.png`, `0.png` or `000.dcm`) in `root`, labels from a CSV.
 
   Returns:
-    (images (n, size, size, 1) float32, labels (n,) int32, names list[str]), sorted by id.
+    (images (n, size, size, channels) float32, labels (n,) int32, names list[str]), sorted by
+    id; `mode` is the preprocessing (`uadjax.data.preprocess.MODES`).
   """
   if not os.path.isdir(root):
     raise DataError(f'data.root={root!r}: no such directory.')
@@ -209,7 +217,7 @@ def load_labelled_folder(
       f'(first: {[by_id[i] for i in unlabelled[:5]]}).'
     )
   ids = sorted(labels)
-  images = np.stack([read_image(by_id[i], size, dicom_window) for i in ids])
+  images = np.stack([read_image(by_id[i], size, dicom_window, mode) for i in ids])
   names = [os.path.basename(by_id[i]) for i in ids]
   return images, np.array([labels[i] for i in ids], np.int32), names
 
@@ -220,23 +228,28 @@ def load_class_folders(
   abnormal: Sequence[str],
   size: int,
   dicom_window: tuple[float, float] = BRAIN_WINDOW,
+  mode: str = 'gray',
+  extra: Sequence[str] = (),
 ):
-  """One sub-folder per class: images of the `normal` folders get label 0, `abnormal` ones 1.
+  """One sub-folder per class: images of the `normal` folders get label 0, `abnormal` ones 1,
+  `extra` ones 2 (a second abnormal class kept out of training and validation, tested apart:
+  DRIMDB's `Outlier/`).
 
   Returns:
-    (images, labels, names) with names relative to `root` ('Good/drimdb_good (1).jpg'); frame k
-    of a multi-frame DICOM file is named 'folder/file.dcm#k'.
+    (images (n, size, size, channels) float32, labels (n,) int32, names) with names relative to
+    `root` ('Good/drimdb_good (1).jpg'); frame k of a multi-frame DICOM file is named
+    'folder/file.dcm#k'.
   """
   if not os.path.isdir(root):
     raise DataError(f'data.root={root!r}: no such directory.')
   images, labels, names = [], [], []
-  for label, folders in ((0, normal), (1, abnormal)):
+  for label, folders in ((0, normal), (1, abnormal), (2, extra)):
     for folder in folders:
       paths = list_images(os.path.join(root, folder))
       if not paths:
         raise DataError(f'{os.path.join(root, folder)}: no images in class folder {folder!r}.')
       for p in paths:
-        frames = read_frames(p, size, dicom_window)
+        frames = read_frames(p, size, dicom_window, mode)
         for k, frame in enumerate(frames):
           images.append(frame)
           labels.append(label)

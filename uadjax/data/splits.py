@@ -1,4 +1,4 @@
-"""The study's 2x5 cross-validation splits.
+"""The study's splits: the 2x5 cross-validation (head CT) and the seeded hold-out (fundus).
 
 Normal images are dealt into 5 folds and abnormal images into 2 halves (shuffled, seeded). For
 fold offset g in 0..4 and half b in 0..1 (iteration 2g + b):
@@ -6,6 +6,11 @@ fold offset g in 0..4 and half b in 0..1 (iteration 2g + b):
   validation = normal fold g+3 + abnormal half b;
   test       = normal fold g+4 + abnormal half 1-b.
 Whole duplicate groups are dealt, never single images, so identical images stay on one side.
+
+`holdout_split` is the fundus study's single split: each class divided by its own (train,
+validation, test) fractions, e.g. 60/20/20 of good and of poor (supervised, stratified) or
+60/20/20 of good and 0/50/50 of poor (unsupervised: no abnormal image is trained on).
+Images labelled 2 (a test-only class) are in no split.
 """
 
 from __future__ import annotations
@@ -92,3 +97,48 @@ def cross_validation_splits(
       )
       splits.append(Split(len(splits), g, b, train, val, test))
   return splits
+
+
+def holdout_split(
+  labels,
+  groups,
+  seed: int = 0,
+  normal_fractions=(0.6, 0.2, 0.2),
+  abnormal_fractions=(0.6, 0.2, 0.2),
+) -> Split:
+  """One seeded train / validation / test split with per-class fractions (iteration 0).
+
+  Args:
+    labels: (n,) 0 normal / 1 abnormal (2: test-only, left out).
+    groups: (n,) duplicate-group ids.
+    seed: the shuffle seed.
+    normal_fractions, abnormal_fractions: (train, validation, test) shares of each class; each
+      triple sums to 1. Counts are rounded down for train and validation; test takes the rest.
+  """
+  labels = np.asarray(labels)
+  groups = np.asarray(groups)
+  rng = np.random.default_rng(seed)
+  parts: list[list[np.ndarray]] = [[], [], []]
+  for label, fractions in ((0, normal_fractions), (1, abnormal_fractions)):
+    fractions = tuple(float(f) for f in fractions)
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+      raise ValueError(
+        f'cv fractions of label {label}: {fractions}; expected (train, val, test) >= 0, '
+        'summing to 1.'
+      )
+    members = np.flatnonzero(labels == label)
+    if len(members) == 0:
+      raise DataError(f'No images with label {label}: the hold-out split needs both classes.')
+    ids = np.unique(groups[members])
+    rng.shuffle(ids)
+    n = len(members)
+    bounds = (int(fractions[0] * n), int((fractions[0] + fractions[1]) * n))
+    taken = 0
+    for g in ids:
+      # Whole groups: a group goes to the part whose share the running count has reached.
+      in_group = members[groups[members] == g]
+      part = 0 if taken < bounds[0] else 1 if taken < bounds[1] else 2
+      parts[part].append(in_group)
+      taken += len(in_group)
+  train, val, test = (np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts)
+  return Split(0, -1, -1, train, val, test)

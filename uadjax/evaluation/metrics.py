@@ -93,7 +93,9 @@ def threshold_curve(scores, labels) -> dict:
   return {'threshold': thresholds, 'precision': precision, 'recall': recall, 'f1': f1}
 
 
-def select_threshold(scores, labels, method: str = 'f1', quantile: float = 0.95) -> float:
+def select_threshold(
+  scores, labels, method: str = 'f1', quantile: float = 0.95, value: float = 0.5
+) -> float:
   """The anomaly threshold chosen on validation scores.
 
   Args:
@@ -101,8 +103,10 @@ def select_threshold(scores, labels, method: str = 'f1', quantile: float = 0.95)
     labels: validation labels (1 = abnormal).
     method: 'f1' (the study: the distinct validation score that maximises F1 of
       `score >= t`; ties go to the highest such t, the most specific) or 'normal_quantile'
-      (the `quantile` of the normal validation scores; needs no abnormal images).
+      (the `quantile` of the normal validation scores; needs no abnormal images) or 'fixed'
+      (`value`: a classifier's P(abnormal) >= 0.5 is its argmax decision).
     quantile: used by 'normal_quantile'.
+    value: used by 'fixed'.
   """
   scores = np.asarray(scores, np.float64)
   labels = np.asarray(labels).astype(int)
@@ -115,7 +119,11 @@ def select_threshold(scores, labels, method: str = 'f1', quantile: float = 0.95)
     if normal.size == 0:
       raise ValueError('threshold=normal_quantile needs normal validation images; there are none.')
     return float(np.quantile(normal, quantile))
-  raise ValueError(f"Unknown threshold method {method!r}; expected 'f1' or 'normal_quantile'.")
+  if method == 'fixed':
+    return float(value)
+  raise ValueError(
+    f"Unknown threshold method {method!r}; expected 'f1', 'normal_quantile' or 'fixed'."
+  )
 
 
 def summarize(per_iteration: list[dict], names=METRIC_NAMES) -> dict:

@@ -2,6 +2,7 @@
 
 from uadjax.models.cae import CAE
 from uadjax.models.dagmm import DAGMM
+from uadjax.models.densenet import DenseNet
 from uadjax.models.fanogan import FAnoGAN
 from uadjax.models.ssae import SSAE
 
@@ -10,9 +11,10 @@ MODELS = {
   'cae': CAE,
   'ssae': SSAE,
   'dagmm': DAGMM,
+  'densenet': DenseNet,  # the fundus study's supervised classifier (DenseNet121)
   # f-AnoGAN's two phases train the same module: 'wgan' (phase 1), 'fanogan' (the encoder).
   'wgan': FAnoGAN,
   'fanogan': FAnoGAN,
 }
 
-__all__ = ['CAE', 'DAGMM', 'MODELS', 'SSAE', 'FAnoGAN']
+__all__ = ['CAE', 'DAGMM', 'MODELS', 'SSAE', 'DenseNet', 'FAnoGAN']

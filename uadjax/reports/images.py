@@ -7,6 +7,8 @@ Attributes:
     where it is known (phantoms).
   save_overlay: one image with its anomaly map over it, titled with score and decision.
   plot_image_grid: a grid of images (a GAN's samples).
+  plot_extremes: per class, the test images with the lowest and the highest score.
+  plot_cams: class-activation maps of several methods over their images.
   blend_heatmap: a [0, 1] map (a class-activation map) blended over its image, uint8 RGB.
 
 All take preprocessed images, (n, h, w, c) or (n, h, w) floats in [0, 1], and maps (n, h, w);
@@ -35,10 +37,22 @@ MAP_CMAP = 'inferno'
 MASK_COLOR = '#00e5ff'
 
 
-def _gray(image) -> np.ndarray:
-  """(h, w) from (h, w), (h, w, 1) or (h, w, c) (mean over channels)."""
-  image = np.asarray(image, np.float32)
-  return image if image.ndim == 2 else image.mean(axis=-1)
+def _display(image) -> np.ndarray:
+  """What imshow draws: (h, w) gray for one channel; RGB for three; two channels (the fundus
+  f-AnoGAN's red and green) as RGB with an empty blue."""
+  image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+  if image.ndim == 2:
+    return image
+  if image.shape[-1] == 1:
+    return image[..., 0]
+  if image.shape[-1] == 2:
+    return np.concatenate([image, np.zeros_like(image[..., :1])], axis=-1)
+  return image[..., :3]
+
+
+def _show(ax, image) -> None:
+  """Draws an image in [0, 1]: gray scale for one channel, colour otherwise."""
+  ax.imshow(_display(image), cmap='gray', vmin=0, vmax=1)
 
 
 def _map_limit(maps) -> float:
@@ -129,11 +143,11 @@ def plot_examples(
           continue
         k = int(idx[row])
         if col == 0:
-          ax.imshow(_gray(images[k]), cmap='gray', vmin=0, vmax=1)
+          _show(ax, images[k])
           label = names[k] if names is not None else f'#{k}'
           ax.set_title(f'{label}\nscore {scores[k]:.4g}', fontsize='x-small')
         elif columns[col] == 'reconstruction':
-          ax.imshow(_gray(reconstructions[k]), cmap='gray', vmin=0, vmax=1)
+          _show(ax, reconstructions[k])
         else:
           ax.imshow(maps[k], cmap=MAP_CMAP, vmin=0, vmax=vmax)
         if row == 0:
@@ -200,7 +214,7 @@ def plot_anomaly_maps(
 
 
 def _draw_overlay(ax, image, amap, vmax: float, mask=None) -> None:
-  ax.imshow(_gray(image), cmap='gray', vmin=0, vmax=1)
+  _show(ax, image)
   amap = np.asarray(amap, np.float32)
   # Opacity grows with the map, so normal tissue stays visible under a low residual.
   alpha = np.clip(amap / max(vmax, 1e-12), 0, 1) * 0.85
@@ -248,7 +262,7 @@ def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
   for ax in axes:
     _off(ax)
   for ax, image in zip(axes, images, strict=False):
-    ax.imshow(_gray(image), cmap='gray', vmin=0, vmax=1)
+    _show(ax, image)
   if title:
     fig.suptitle(title, fontsize='small')
   return _save(fig, path)
@@ -278,3 +292,90 @@ def blend_heatmap(image, heatmap, *, alpha: float = 0.5, cmap: str = 'jet') -> n
   colour = colormaps[cmap](heatmap)[..., :3]
   blended = (1 - alpha) * image + alpha * colour
   return np.round(np.clip(blended, 0, 1) * 255).astype(np.uint8)
+
+
+def pick_extremes(labels, scores) -> list[tuple[str, int]]:
+  """(caption, index) of the lowest- and the highest-scored image of each class present."""
+  labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+  out = []
+  for label, name in ((0, 'normal'), (1, 'abnormal')):
+    idx = np.flatnonzero(labels == label)
+    if idx.size:
+      out.append((f'{name}, lowest score', int(idx[np.argmin(scores[idx])])))
+      out.append((f'{name}, highest score', int(idx[np.argmax(scores[idx])])))
+  return out
+
+
+def plot_extremes(
+  images,
+  reconstructions,
+  maps,
+  labels,
+  scores,
+  path,
+  names: Sequence[str] | None = None,
+  title: str = '',
+) -> str:
+  """For each class, the test image with the lowest and the highest score, with its
+  reconstruction (when the model has one) and its difference map (one colour scale).
+
+  Args as `plot_examples` (no threshold). Returns `path` as a string.
+  """
+  picks = pick_extremes(labels, scores)
+  columns = ['image', 'reconstruction', 'difference'] if reconstructions is not None else None
+  columns = columns or ['image', 'anomaly map']
+  maps = np.asarray(maps, np.float32)
+  vmax = _map_limit(maps[[k for _, k in picks]]) if picks else 1.0
+  fig = Figure(
+    figsize=(2.2 * len(columns) + 0.4, 2.3 * max(len(picks), 1) + 0.6), layout='constrained'
+  )
+  axes = fig.subplots(max(len(picks), 1), len(columns), squeeze=False)
+  for row, (caption, k) in enumerate(picks):
+    for col, ax in enumerate(axes[row]):
+      _off(ax)
+      if col == 0:
+        _show(ax, images[k])
+        label = names[k] if names is not None else f'#{k}'
+        ax.set_title(f'{caption}\n{label}\nscore {scores[k]:.4g}', fontsize='x-small')
+      elif columns[col] == 'reconstruction':
+        _show(ax, reconstructions[k])
+      else:
+        ax.imshow(maps[k], cmap=MAP_CMAP, vmin=0, vmax=vmax)
+      if row == 0:
+        ax.set_xlabel(columns[col], fontsize='x-small')
+        ax.xaxis.set_label_position('top')
+  fig.suptitle(
+    (title + '\n' if title else '') + f'difference colour scale 0 to {vmax:.3g}', fontsize='small'
+  )
+  return _save(fig, path)
+
+
+def plot_cams(images, cams: dict, path, names: Sequence[str], captions: Sequence[str]) -> str:
+  """Class-activation maps: one row per image, the image then one overlay per method.
+
+  Args:
+    images: (n, h, w, c) in [0, 1].
+    cams: method name -> (n, h, w) maps in [0, 1].
+    path: where the PNG goes.
+    names: file names (row titles).
+    captions: one line per image (label, P(poor), decision).
+  """
+  methods = list(cams)
+  n = len(images)
+  fig = Figure(figsize=(1.7 * (len(methods) + 1), 1.85 * max(n, 1) + 0.5), layout='constrained')
+  axes = fig.subplots(max(n, 1), len(methods) + 1, squeeze=False)
+  for i in range(n):
+    _off(axes[i, 0])
+    _show(axes[i, 0], images[i])
+    axes[i, 0].set_title(f'{names[i]}\n{captions[i]}', fontsize='xx-small')
+    for j, method in enumerate(methods):
+      ax = axes[i, j + 1]
+      _off(ax)
+      ax.imshow(blend_heatmap(_display(images[i]), cams[method][i]))
+      if i == 0:
+        ax.set_title(method, fontsize='small')
+  fig.suptitle(
+    'class-activation maps for class 1 (abnormal: poor quality); jet colours, red = high',
+    fontsize='small',
+  )
+  return _save(fig, path)

@@ -12,6 +12,8 @@ What is drawn, from what:
   score_parts.png           metrics.json 'test_score_parts' (f-AnoGAN), when present
   examples.png              one iteration's checkpoint on its test images (section 4.5)
   anomaly_maps.png          the same, abnormal test images only (section 4.6)
+  extremes.png              the same, per class the lowest- and highest-scored test image
+  cams.png, cams/           a classifier's class-activation maps (config.cam), when present
   samples.png               iter_XX/samples/*.png or samples.npy (GANs), when present
 The image figures need the run's data (config.data); when it cannot be loaded they are left out
 and report.md says why.
@@ -80,9 +82,70 @@ def _samples(workdir: str, iteration: int):
       arrays = []
       for f in files[:64]:
         with Image.open(os.path.join(folder, f)) as im:
-          arrays.append(np.asarray(im.convert('L'), np.float32) / 255.0)
+          arrays.append(np.asarray(im.convert('RGB'), np.float32) / 255.0)
       return arrays, folder
   return None
+
+
+def pick_cam_images(labels, scores, k: int) -> np.ndarray:
+  """Up to k test images for the CAM figure: the most confident abnormal and normal ones in
+  turn (highest and lowest scores), so both classes are shown; 0 = all, in test order."""
+  labels, scores = np.asarray(labels), np.asarray(scores)
+  if not k or k >= len(labels):
+    return np.arange(len(labels))
+  abnormal = np.flatnonzero(labels == 1)[np.argsort(-scores[labels == 1], kind='stable')]
+  normal = np.flatnonzero(labels == 0)[np.argsort(scores[labels == 0], kind='stable')]
+  order = [x for pair in zip(abnormal, normal, strict=False) for x in pair]
+  order += [x for x in (*abnormal[len(normal) :], *normal[len(abnormal) :])]
+  return np.array(order[:k], int)
+
+
+def _cam_section(config, model, test_images, labels, scores, names, outdir):
+  """Computes every configured CAM method on the chosen test images; writes one overlay PNG per
+  image and method (outdir/cams/METHOD/NAME.png) and the grid figure. Returns (path, line)."""
+  import functools
+
+  import jax
+
+  from uadjax.evaluation import cam as cam_lib
+
+  c = config.cam
+  idx = pick_cam_images(labels, scores, int(c.max_images))
+  task = model.task
+  fns = cam_lib.flax_fns(task.model)
+  variables = {k: model.variables[k] for k in ('params', 'batch_stats') if k in model.variables}
+  inputs = np.asarray(task.inputs(test_images[idx]))
+  targets = np.ones(len(idx), np.int32)  # class 1: where the network sees poor quality
+  cams = {}
+  for method in c.methods:
+    fn = jax.jit(functools.partial(cam_lib.cam, method, fns, scorecam_batch=int(c.scorecam_batch)))
+    # A few images per call bounds the memory of the gradient and Score-CAM passes.
+    chunks = [fn(variables, inputs[s : s + 4], targets[s : s + 4]) for s in range(0, len(idx), 4)]
+    cams[method] = np.concatenate([np.asarray(m) for m in chunks])
+    logging.info('CAM %s: %d images.', method, len(idx))
+  shown = test_images[idx]
+  for method, maps in cams.items():
+    folder = os.path.join(outdir, 'cams', method)
+    os.makedirs(folder, exist_ok=True)
+    for k, i in enumerate(idx):
+      stem = os.path.splitext(os.path.basename(names[i]))[0].replace(' ', '_')
+      overlay = images.blend_heatmap(images._display(shown[k]), maps[k])
+      Image.fromarray(overlay).save(os.path.join(folder, f'{stem}.png'))
+  truth = {0: 'normal', 1: 'abnormal'}
+  captions = [
+    f'{truth[int(labels[i])]}, P(1) {scores[i]:.2f}'
+    + (' (wrong)' if (scores[i] >= model.threshold) != bool(labels[i]) else '')
+    for i in idx
+  ]
+  path = images.plot_cams(
+    shown, cams, os.path.join(outdir, 'cams.png'), [names[i] for i in idx], captions
+  )
+  line = (
+    f'Class-activation maps for class 1 of {len(idx)} test images (most confident abnormal and '
+    f'normal in turn), methods {", ".join(cams)}; target layer: the last feature block '
+    '(FullGrad: every layer). One overlay per image and method in cams/METHOD/.'
+  )
+  return path, line
 
 
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
@@ -208,6 +271,25 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'images the threshold misses'
       + ('; the cyan outline is the true lesion.' if masks is not None else '.'),
     )
+    add(
+      'Lowest and highest scores',
+      images.plot_extremes(
+        test_images,
+        recons,
+        maps,
+        labels,
+        scores,
+        os.path.join(outdir, 'extremes.png'),
+        names=names,
+        title=f'{model_name}, iteration {label}',
+      ),
+      'For normal and for abnormal test images, the one with the lowest and the one with the '
+      'highest score'
+      + (', with reconstruction and difference map.' if recons is not None else '.'),
+    )
+    if getattr(model.task, 'supervised', False) and config.get('cam'):
+      path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
+      add('Class-activation maps', path, line)
     if masks is not None:
       pixel_auc = _pixel_auc(maps[abnormal], masks[abnormal])
       if pixel_auc is not None:
@@ -235,9 +317,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'n_iterations': len(metrics_list),
       'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
     }
-  study = config.get('model_name') if config.get('model_name') in tables.STUDY_ROWS else None
-  if config.data.source == 'phantoms':
-    study = None  # the study's rows are real head CT, not comparable with phantoms
+  study = tables.study_row_for(config)
   lines = [
     f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
     '',
@@ -248,6 +328,11 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
     '',
   ]
+  if config.get('study_note'):
+    lines += [f'Note: {config.study_note}.', '']
+  if summary.get('extra_test'):
+    extra = summary['extra_test']
+    lines += [tables.extra_test_markdown(extra['classes'], extra['metrics']).strip(), '']
   for heading, name, line in sections:
     lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
   if notes:

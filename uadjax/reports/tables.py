@@ -1,10 +1,13 @@
 """Markdown tables of a cross-validation run, next to the study's published numbers.
 
 Attributes:
-  STUDY_ROWS: the study's head-CT test results, mean and std over its 10 iterations.
+  STUDY_ROWS: the study's test results: head CT (mean and std over its 10 iterations) and the
+    fundus classifier (one split).
   MODEL_NAMES: display names of the models, keyed like the model registry.
   summary_markdown: the run's summary as a table in the study's layout, optionally with the
     study's row for comparison and a per-iteration table.
+  extra_test_markdown: the test-only class (DRIMDB's outliers) against the test normals.
+  study_row_for: which study row a run's config asks for.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ COLUMNS = ('auc', 'accuracy', 'recall', 'precision', 'f1', 'specificity')
 HEADERS = ('AUC', 'Accuracy', 'Recall', 'Precision', 'F1', 'Specificity')
 DASH = '–'
 
-MODEL_NAMES = {'cae': 'CAE', 'ssae': 'SSAE', 'fanogan': 'f-AnoGAN', 'dagmm': 'DAGMM'}
+MODEL_NAMES = {
+  'cae': 'CAE',
+  'ssae': 'SSAE',
+  'fanogan': 'f-AnoGAN',
+  'dagmm': 'DAGMM',
+  'densenet': 'DenseNet121',
+}
 
 # Study, Part 1, "Reported test results" (head CT, mean ± std over 10 iterations). The study did
 # not report specificity.
@@ -41,6 +50,16 @@ STUDY_ROWS = {
     'recall': (0.93, 0.02),
     'precision': (0.88, 0.01),
     'f1': (0.91, 0.01),
+  },
+  # Study, Part 2: the supervised classifier on its (private) UWF fundus set, one split, so
+  # no std. Another data set than DRIMDB: a reference, not a target.
+  'densenet': {
+    'auc': (0.86, None),
+    'accuracy': (0.75, None),
+    'recall': (0.66, None),
+    'precision': (0.63, None),
+    'f1': (0.64, None),
+    'specificity': (0.80, None),
   },
 }
 
@@ -69,6 +88,8 @@ def _mean_std(entry) -> str:
   if entry is None:
     return DASH
   mean, std = (entry['mean'], entry['std']) if isinstance(entry, dict) else entry
+  if std is None:  # a single published value
+    return _number(mean)
   return f'{_number(mean)} ± {_number(std)}'
 
 
@@ -171,3 +192,30 @@ def summary_markdown(
   if per_iteration:
     lines += ['', per_iteration_markdown(per_iteration)]
   return '\n'.join(lines) + '\n'
+
+
+def extra_test_markdown(classes: Sequence[str], metrics: dict) -> str:
+  """A table of the test-only class(es) scored against the test normals, same threshold."""
+  lines = [
+    '',
+    f'Test-only class {", ".join(classes)} against the test normals (same checkpoint and '
+    'threshold):',
+    '',
+    _row(('Model', *HEADERS)),
+    _row(('---',) * (len(HEADERS) + 1)),
+    _row(('this run', *(_mean_std(metrics.get(k)) for k in COLUMNS))),
+    '',
+  ]
+  return '\n'.join(lines)
+
+
+def study_row_for(config) -> str | None:
+  """The study row to set beside a run's results: `config.study_row` when the config has one
+  ('' = none), else the head-CT row of its model; none for the synthetic phantoms, which the
+  study's real-data rows would mislead about."""
+  if config.data.source == 'phantoms':
+    return None
+  default = (
+    config.get('model_name') if config.get('model_name') in ('cae', 'ssae', 'fanogan') else None
+  )
+  return config.get('study_row', default) or None

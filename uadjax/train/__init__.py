@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from uadjax.models import MODELS
+from uadjax.train.classifier import ClassifierTask
 from uadjax.train.dagmm import DAGMMTask
 from uadjax.train.fanogan import EncoderTask, WGANTask
 from uadjax.train.reconstruction import ReconstructionTask, ScaleSpaceTask
@@ -16,6 +17,7 @@ TASKS = {
   'cae': ReconstructionTask,
   'ssae': ScaleSpaceTask,
   'dagmm': DAGMMTask,
+  'densenet': ClassifierTask,
   'wgan': WGANTask,
   'fanogan': EncoderTask,
 }

@@ -37,6 +37,10 @@ class FoldData(struct.PyTreeNode):
     key: the iteration's PRNG key (uint32[2]).
     train_idx, train_mask: training image indices into the dataset's image array.
     val_idx, val_mask, val_labels: validation indices, mask and labels.
+    train_labels: labels of `train_idx` (all 0 for the unsupervised models; a supervised
+      task trains on them).
+    class_weights: (2,) float32 cross-entropy weights of the classes, n / (2 n_c) over the
+      training split (a class absent from it weighs 0).
   """
 
   key: jax.Array
@@ -45,6 +49,8 @@ class FoldData(struct.PyTreeNode):
   val_idx: jax.Array
   val_mask: jax.Array
   val_labels: jax.Array
+  train_labels: jax.Array
+  class_weights: jax.Array
 
 
 class Carry(struct.PyTreeNode):
@@ -99,7 +105,9 @@ class Engine:
 
   Attributes:
     task: provides `train_step(state, images, key)` and `score(variables, images)`, and
-      optionally `fit_scorer` (see `validate`).
+      optionally `fit_scorer` (see `validate`). A task with `supervised = True` trains on both
+      classes: its step is `train_step(state, images, key, labels=, class_weights=)`, and its
+      `validation_loss(scores, labels, mask, class_weights)` is the validation loss.
     augment: `augment(key, images) -> images` in JAX, or None for no augmentation.
     batch_size: training batch (the last incomplete batch of an epoch is dropped).
     steps_per_epoch: the largest number of full batches of any iteration.
@@ -132,6 +140,7 @@ class Engine:
     self.selection = selection
     self.score_batch = score_batch
     self._compiled: dict = {}  # jitted functions, built once per engine and argument set
+    self.supervised = bool(getattr(task, 'supervised', False))
 
   def _cached(self, key, build):
     if key not in self._compiled:
@@ -154,7 +163,13 @@ class Engine:
       batch = images[batch_idx]
       if self.augment is not None:
         batch = self.augment(augment_key, batch)
-      new_state, metrics = self.task.train_step(state, batch, dropout_key)
+      if self.supervised:
+        labels = fold.train_labels[jax.lax.dynamic_slice(order, (i * bs,), (bs,))]
+        new_state, metrics = self.task.train_step(
+          state, batch, dropout_key, labels=labels, class_weights=fold.class_weights
+        )
+      else:
+        new_state, metrics = self.task.train_step(state, batch, dropout_key)
       if not self.uniform_steps:
         new_state = tree_where(i < n_steps, new_state, state)
       return new_state, metrics['loss']
@@ -187,8 +202,14 @@ class Engine:
       variables = fit_scorer(variables, images, fold.train_idx, fold.train_mask)
     scores = self.scores(variables, images, fold.val_idx)
     val_auc = auc(scores, fold.val_labels, fold.val_mask)
-    normal = fold.val_mask & (fold.val_labels == 0)
-    val_loss = jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
+    if self.supervised:
+      val_loss = self.task.validation_loss(
+        scores, fold.val_labels, fold.val_mask, fold.class_weights
+      )
+    else:
+      # Unsupervised: the mean score of the normal validation images (their reconstruction).
+      normal = fold.val_mask & (fold.val_labels == 0)
+      val_loss = jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
     if self.selection == 'task':
       key = jax.random.fold_in(jax.random.fold_in(fold.key, carry.epoch), _SELECTION_KEY)
       metric = -self.task.selection_metric(variables, images, fold, key)
@@ -283,14 +304,17 @@ def train_on_host(
   host_augment: Callable,
   validations: int,
   host_seed: tuple[int, ...],
+  host_labels: np.ndarray | None = None,
 ):
   """The classic loop, one iteration: shuffle and augment on the host (albumentations), one
   jitted step per batch, validation on the device. The reference the compiled epochs are
   measured against; returns (carry, logs) like `Engine.train`.
 
   Host randomness is drawn from `np.random.default_rng((*host_seed, epoch))`, so a resumed run
-  draws what an uninterrupted one would.
+  draws what an uninterrupted one would. A supervised task needs `host_labels` (the dataset's).
   """
+  if engine.supervised and host_labels is None:
+    raise ValueError('train_on_host: a supervised task needs host_labels.')
   step, validate = engine.compiled_step(), engine.compiled_validate(False)
   bs = engine.batch_size
   logs = []
@@ -302,9 +326,14 @@ def train_on_host(
       order = rng.permutation(train_indices)
       state, step_losses = carry.state, []
       for b in range(len(order) // bs):
-        batch = host_augment(host_images[order[b * bs : (b + 1) * bs]], rng)
+        batch_idx = order[b * bs : (b + 1) * bs]
+        batch = jnp.asarray(host_augment(host_images[batch_idx], rng))
         dropout_key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
-        state, metrics = step(state, jnp.asarray(batch), dropout_key)
+        if engine.supervised:
+          labels = jnp.asarray(host_labels[batch_idx], jnp.int32)
+          state, metrics = step(state, batch, dropout_key, labels, fold.class_weights)
+        else:
+          state, metrics = step(state, batch, dropout_key)
         step_losses.append(metrics['loss'])
       losses.append(jnp.mean(jnp.stack(step_losses)))
       carry = carry.replace(state=state, epoch=carry.epoch + 1)

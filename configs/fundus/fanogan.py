@@ -1,0 +1,72 @@
+r"""Fundus image quality, unsupervised: f-AnoGAN at 256x256 on the red and green channels.
+
+  python -m experiments.fundus --config=configs/fundus/fanogan.py --workdir=runs/fundus_fanogan
+  on a CPU:   --config=configs/fundus/fanogan.py:quick
+
+The study: 256x256, 2 channels (blue removed), each image rescaled from its 0-99.99 percentile
+range to [-1, 1]; horizontal flip p 0.5, shift ±5 %, scale ±5 %, rotation ±3° with p 0.5;
+train 60 % of good; validation 20 % of good + 50 % of poor; test 20 % of good + 50 % of poor;
+the encoder with the best validation AUC tested. DRIMDB's Outlier/ images are scored against
+the test good ones too. The networks take the image size and channels from the config (six x2
+stages at 256 instead of four at 64).
+"""
+
+from configs.fundus import common
+from configs.headct import fanogan as headct_fanogan
+
+
+def get_config(arg=None):
+  """The fundus f-AnoGAN config; `arg` is the variant list (see configs/fundus/common.py)."""
+  variants = common.parse_variants(arg)
+  config = common.fundus(arg)
+  gan = headct_fanogan.get_config()  # the same networks, phases and optimisers as head CT
+  config.model_name = 'fanogan'
+  config.model = gan.model
+  config.task = gan.task
+  config.optimizer = gan.optimizer
+  config.gan = gan.gan
+  config.data.preprocess = 'rg_percentile'
+  config.data.image_size = 256
+  config.model.image_size = 256
+  config.model.out_channels = 2
+  config.augment.affine_p = 0.5
+  config.cv.normal_fractions = (0.6, 0.2, 0.2)
+  config.cv.abnormal_fractions = (0.0, 0.5, 0.5)
+  config.cv.selection = 'val_auc'
+  config.cv.threshold = 'f1'
+  config.cv.val_every = 10
+  config.cv.epochs_per_call = 100
+  config.cv.checkpoint_every = 500
+  config.train.batch_size = 16
+  config.train.epochs = 3000
+  if 'quick' in variants:
+    # About 15 min on a 2-core CPU: the lighter 'dcgan' pair with d = 16.
+    config.model.arch = 'dcgan'
+    config.model.dim = 16
+    config.gan.epochs = 200
+    config.gan.select_every = 50
+    config.gan.epochs_per_call = 50
+    config.gan.checkpoint_every = 100
+    config.train.epochs = 60
+    config.cv.epochs_per_call = 20
+    config.cv.checkpoint_every = 60
+  if 'tiny' in variants:
+    config.data.image_size = 32
+    config.model.image_size = 32
+    config.model.arch = 'dcgan'
+    config.model.dim = 4
+    config.model.latent_dim = 8
+    config.gan.epochs = 2
+    config.gan.select_every = 1
+    config.gan.epochs_per_call = 1
+    config.gan.checkpoint_every = 1
+    config.gan.samples = 4
+    config.gan.task.n_critic = 2
+    config.gan.task.n_select = 8
+    config.gan.task.swd_levels = 2
+    config.gan.task.swd_patch = 5
+    config.train.epochs = 2
+    config.train.batch_size = 8
+    config.cv.val_every = 1
+    config.cv.epochs_per_call = 1
+  return config
