@@ -230,3 +230,31 @@ def test_auto_is_fast_on_cpu():
 def test_unknown_impl_is_rejected():
   with pytest.raises(ValueError, match='impl'):
     Conv(4, impl='cudnn').init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+
+
+@pytest.mark.parametrize(
+  'kernel_size, strides, padding',
+  [
+    ((1, 1), 1, 'SAME'),
+    ((3, 3), 1, 1),
+    ((7, 7), 2, 3),
+    ((3, 3), 2, 'VALID'),
+    ((2, 3), (1, 2), ((0, 1), (2, 0))),
+  ],
+)
+def test_conv2d_fast_equals_flax_conv_values_and_gradients(kernel_size, strides, padding):
+  from uadjax.models.conv import Conv2D
+
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 12, 5))
+  fast = Conv2D(6, kernel_size, strides=strides, padding=padding, impl='fast')
+  plain = nn.Conv(6, kernel_size, strides=strides, padding=padding)
+  variables = fast.init(jax.random.PRNGKey(1), x)
+  # Same parameter tree as nn.Conv, so checkpoints and weight mappings carry over.
+  ref_shapes = jax.tree.map(jnp.shape, plain.init(jax.random.PRNGKey(1), x))
+  assert jax.tree.map(jnp.shape, variables) == ref_shapes
+  np.testing.assert_allclose(fast.apply(variables, x), plain.apply(variables, x), atol=1e-5)
+  loss = lambda m, v, x: jnp.sum(jnp.sin(m.apply(v, x)))
+  g_fast = jax.grad(lambda v, x: loss(fast, v, x), argnums=(0, 1))(variables, x)
+  g_plain = jax.grad(lambda v, x: loss(plain, v, x), argnums=(0, 1))(variables, x)
+  for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-4)

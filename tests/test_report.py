@@ -17,6 +17,7 @@ FIGURES = (
   'score_histograms.png',
   'examples.png',
   'anomaly_maps.png',
+  'extremes.png',
 )
 
 

@@ -27,8 +27,8 @@ class Split:
   """One iteration of the protocol: index arrays into the dataset."""
 
   iteration: int
-  normal_fold: int
-  abnormal_half: int
+  normal_fold: int | None  # None for the hold-out split
+  abnormal_half: int | None
   train: np.ndarray
   val: np.ndarray
   test: np.ndarray
@@ -141,4 +141,4 @@ def holdout_split(
       parts[part].append(in_group)
       taken += len(in_group)
   train, val, test = (np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts)
-  return Split(0, -1, -1, train, val, test)
+  return Split(0, None, None, train, val, test)  # no folds: reports show the index alone

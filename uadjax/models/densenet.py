@@ -48,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from uadjax.models import conv
+
 # torchvision's initialisation: kaiming_normal_ (fan_in, gain sqrt(2), untruncated) for convs;
 # nn.Linear's default kaiming_uniform_(a=sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and
 # a zero bias for the classifier.
@@ -108,7 +110,7 @@ class DenseLayer(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     y = nn.relu(_norm('norm1', train, self.dtype)(x))
-    y = nn.Conv(
+    y = conv.Conv2D(
       self.bn_size * self.growth_rate,
       (1, 1),
       use_bias=False,
@@ -117,7 +119,7 @@ class DenseLayer(nn.Module):
       name='conv1',
     )(y)
     y = nn.relu(_norm('norm2', train, self.dtype)(y))
-    y = nn.Conv(
+    y = conv.Conv2D(
       self.growth_rate,
       (3, 3),
       padding=1,
@@ -145,7 +147,7 @@ class Transition(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     x = nn.relu(_norm('norm', train, self.dtype)(x))
-    x = nn.Conv(
+    x = conv.Conv2D(
       self.features, (1, 1), use_bias=False, kernel_init=_conv_init, dtype=self.dtype, name='conv'
     )(x)
     # VALID pooling floors odd sizes, as torch's AvgPool2d(2, 2) does.
@@ -199,7 +201,7 @@ class Features(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = nn.Conv(
+    x = conv.Conv2D(
       self.num_init_features,
       (7, 7),
       strides=2,

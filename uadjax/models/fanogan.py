@@ -13,6 +13,8 @@ Architectures:
     Linear latent -> 4x4x8d, up-blocks (BatchNorm, ReLU, nearest x2, conv 3x3, twice, plus a
     1x1 shortcut) to the image size, BatchNorm, ReLU, conv 3x3, tanh. Critic: conv 3x3, down-blocks
     (LayerNorm, ReLU, conv 3x3, twice, mean-pool, plus a 1x1 shortcut) to 4x4, Linear -> 1.
+  Their convolutions are `uadjax.models.conv.Conv2D` (nn.Conv's parameters; im2col on a CPU,
+  where XLA runs `lax` convolutions inside the training loop's `lax.scan` ~20x slower).
   'dcgan': a lighter pair. Generator: Linear -> 4x4 features, stride-2 transposed convolutions
     3x3 with BatchNorm + ReLU, tanh. Critic: stride-2 convolutions 3x3 with LeakyReLU(0.2). The
     3x3 stride-2 layers are the CAE's (uadjax.models.conv): on a CPU they run as matrix
@@ -77,11 +79,11 @@ class UpBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    shortcut = nn.Conv(self.features, (1, 1), dtype=self.dtype, name='shortcut')(_upsample(x))
+    shortcut = conv.Conv2D(self.features, (1, 1), dtype=self.dtype, name='shortcut')(_upsample(x))
     y = nn.relu(_batch_norm(train, self.dtype, 'norm_0')(x))
-    y = nn.Conv(self.features, (3, 3), dtype=self.dtype, name='conv_0')(_upsample(y))
+    y = conv.Conv2D(self.features, (3, 3), dtype=self.dtype, name='conv_0')(_upsample(y))
     y = nn.relu(_batch_norm(train, self.dtype, 'norm_1')(y))
-    y = nn.Conv(self.features, (3, 3), dtype=self.dtype, name='conv_1')(y)
+    y = conv.Conv2D(self.features, (3, 3), dtype=self.dtype, name='conv_1')(y)
     return shortcut + y
 
 
@@ -100,12 +102,12 @@ class DownBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    shortcut = _mean_pool(nn.Conv(self.features, (1, 1), dtype=self.dtype, name='shortcut')(x))
+    shortcut = _mean_pool(conv.Conv2D(self.features, (1, 1), dtype=self.dtype, name='shortcut')(x))
     ln = lambda name: nn.LayerNorm(reduction_axes=(-3, -2, -1), dtype=self.dtype, name=name)
     y = nn.relu(ln('norm_0')(x))
-    y = nn.Conv(x.shape[-1], (3, 3), dtype=self.dtype, name='conv_0')(y)
+    y = conv.Conv2D(x.shape[-1], (3, 3), dtype=self.dtype, name='conv_0')(y)
     y = nn.relu(ln('norm_1')(y))
-    y = _mean_pool(nn.Conv(self.features, (3, 3), dtype=self.dtype, name='conv_1')(y))
+    y = _mean_pool(conv.Conv2D(self.features, (3, 3), dtype=self.dtype, name='conv_1')(y))
     return shortcut + y
 
 
@@ -136,7 +138,7 @@ class Generator(nn.Module):
       for k in range(n):
         x = UpBlock(width[k], dtype=self.dtype, name=f'block_{k}')(x, train=train)
       x = nn.relu(_batch_norm(train, self.dtype, 'norm')(x))
-      x = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype, name='output')(x)
+      x = conv.Conv2D(self.out_channels, (3, 3), dtype=self.dtype, name='output')(x)
     elif self.arch == 'dcgan':
       x = nn.relu(_batch_norm(train, self.dtype, 'norm')(x))
       for k in range(1, n):
@@ -166,7 +168,7 @@ class Trunk(nn.Module):
     x = jnp.asarray(x, self.dtype)
     n = _n_doublings(x.shape[1])
     if self.arch == 'resnet':
-      x = nn.Conv(self.dim, (3, 3), dtype=self.dtype, name='input')(x)
+      x = conv.Conv2D(self.dim, (3, 3), dtype=self.dtype, name='input')(x)
       for k in range(n):
         width = self.dim * 2 ** min(k + 1, 3)  # 2d, 4d, 8d, 8d at 64x64
         x = DownBlock(width, dtype=self.dtype, name=f'block_{k}')(x)

@@ -178,7 +178,9 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       f'{workdir}: iteration {iteration} is not finished ({list(finished)}).'
     )
   it = int(chosen['iteration'])
-  label = f'{it} (g/b {chosen.get("normal_fold")}/{chosen.get("abnormal_half")})'
+  label = str(it)
+  if chosen.get('normal_fold') is not None:
+    label += f' (g/b {chosen.get("normal_fold")}/{chosen.get("abnormal_half")})'
   why = 'the median test AUC' if iteration is None else 'chosen'
   model_name = tables.model_display_name(config.get('model_name'))
 
