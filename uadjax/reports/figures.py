@@ -311,7 +311,9 @@ def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) ->
     `path` as a string.
   """
   rows, cols = _grid(len(metrics_list))
-  fig = Figure(figsize=(3.1 * cols, 2.6 * rows + 0.6), layout='constrained')
+  fig = Figure(
+    figsize=(3.1 * cols, 2.6 * rows + 0.6 + (0.4 if cols < 2 else 0)), layout='constrained'
+  )
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   drew_any = False
   for ax, metrics in zip(axes, metrics_list, strict=False):
@@ -364,7 +366,7 @@ def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) ->
       handles,
       ['normal', 'abnormal', 'threshold (from validation)'],
       loc='outside lower center',
-      ncols=3,
+      ncols=3 if cols >= 2 else 1,  # one panel: too narrow for one row
       frameon=False,
     )
   fig.suptitle('Test anomaly scores per iteration')

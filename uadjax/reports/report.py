@@ -100,28 +100,33 @@ def pick_cam_images(labels, scores, k: int) -> np.ndarray:
   return np.array(order[:k], int)
 
 
-def _cam_section(config, model, test_images, labels, scores, names, outdir):
-  """Computes every configured CAM method on the chosen test images; writes one overlay PNG per
-  image and method (outdir/cams/METHOD/NAME.png) and the grid figure. Returns (path, line)."""
+def _class_maps(model, test_images, method: str, targets=None, scorecam_batch: int = 32):
+  """A classifier's class-activation maps (n, h, w) for class 1 (or `targets`), 4 images a call."""
   import functools
 
   import jax
 
   from uadjax.evaluation import cam as cam_lib
 
-  c = config.cam
-  idx = pick_cam_images(labels, scores, int(c.max_images))
   task = model.task
   fns = cam_lib.flax_fns(task.model)
   variables = {k: model.variables[k] for k in ('params', 'batch_stats') if k in model.variables}
-  inputs = np.asarray(task.inputs(test_images[idx]))
-  targets = np.ones(len(idx), np.int32)  # class 1: where the network sees poor quality
+  inputs = np.asarray(task.inputs(test_images))
+  targets = np.ones(len(inputs), np.int32) if targets is None else np.asarray(targets, np.int32)
+  fn = jax.jit(functools.partial(cam_lib.cam, method, fns, scorecam_batch=scorecam_batch))
+  # A few images per call bounds the memory of the gradient and Score-CAM passes.
+  chunks = [fn(variables, inputs[s : s + 4], targets[s : s + 4]) for s in range(0, len(inputs), 4)]
+  return np.concatenate([np.asarray(m) for m in chunks])
+
+
+def _cam_section(config, model, test_images, labels, scores, names, outdir):
+  """Computes every configured CAM method on the chosen test images; writes one overlay PNG per
+  image and method (outdir/cams/METHOD/NAME.png) and the grid figure. Returns (path, line)."""
+  c = config.cam
+  idx = pick_cam_images(labels, scores, int(c.max_images))
   cams = {}
   for method in c.methods:
-    fn = jax.jit(functools.partial(cam_lib.cam, method, fns, scorecam_batch=int(c.scorecam_batch)))
-    # A few images per call bounds the memory of the gradient and Score-CAM passes.
-    chunks = [fn(variables, inputs[s : s + 4], targets[s : s + 4]) for s in range(0, len(idx), 4)]
-    cams[method] = np.concatenate([np.asarray(m) for m in chunks])
+    cams[method] = _class_maps(model, test_images[idx], method, None, int(c.scorecam_batch))
     logging.info('CAM %s: %d images.', method, len(idx))
   shown = test_images[idx]
   for method, maps in cams.items():
@@ -228,6 +233,14 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   else:
     labels = np.asarray(chosen['test_labels'])
     scores, maps = model.score(test_images)
+    supervised = getattr(model.task, 'supervised', False)
+    if supervised:
+      # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
+      maps = _class_maps(model, test_images, 'gradcam')
+      notes.append(
+        'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
+        'for class 1 (abnormal), and "score" is P(class 1).'
+      )
     recons = model.reconstruct(test_images) if model.can_reconstruct else None
     saved = np.asarray(chosen['test_scores'], np.float64)
     drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
@@ -289,7 +302,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'highest score'
       + (', with reconstruction and difference map.' if recons is not None else '.'),
     )
-    if getattr(model.task, 'supervised', False) and config.get('cam'):
+    if supervised and config.get('cam'):
       path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
       add('Class-activation maps', path, line)
     if masks is not None:
