@@ -1,6 +1,7 @@
 """Comparing runs: the summary table beside the study's rows, the CSV, the ROC figure."""
 
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,11 @@ def test_compare_entry_point(tiny_run, tmp_path):
   # metrics only).
   other = tmp_path / 'runs' / 'other'
   shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns('checkpoints', 'report'))
+  # ... claimed to be of real head CT: the study's CAE row is set beside it (not beside the
+  # phantom run alone).
+  config = json.loads((other / 'config.json').read_text())
+  config['data']['source'] = 'folder_csv'
+  (other / 'config.json').write_text(json.dumps(config))
   out = tmp_path / 'cmp'
   cmd = [sys.executable, '-m', 'experiments.compare', str(tiny_run), str(other), f'--out={out}']
   done = subprocess.run(
@@ -28,6 +34,7 @@ def test_compare_entry_point(tiny_run, tmp_path):
     '| study | CAE | 10 | 0.78 ± 0.09 | 0.74 ± 0.04 | 0.93 ± 0.05 | 0.77 ± 0.04 | 0.84 ± 0.02 |'
     in (done.stdout)
   )
+  assert done.stdout.count('| study |') == 1
   with open(out / 'comparison.csv') as f:
     rows = list(csv.DictReader(f))
   assert [r['run'] for r in rows] == ['cae', 'other', 'study']

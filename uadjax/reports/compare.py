@@ -36,6 +36,7 @@ def run_row(workdir: str, label: str | None = None) -> dict:
   return {
     'run': label or os.path.basename(os.path.normpath(workdir)),
     'model': config.get('model_name', '?'),
+    'study_row': tables.study_row_for(config),
     'source': 'uadjax',
     'n_iterations': len(finished),
     **{k: (summary[k]['mean'], summary[k]['std']) for k in METRICS},
@@ -76,7 +77,7 @@ def _unique_labels(workdirs: Sequence[str]) -> list[str]:
 
 
 def _cell(mean_std) -> str:
-  return '–' if mean_std is None else f'{mean_std[0]:.2f} ± {mean_std[1]:.2f}'
+  return tables.format_mean_std(mean_std)
 
 
 def plot_roc(rows: Sequence[dict], path) -> str:
@@ -126,18 +127,18 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
     raise ValueError('No runs to compare: give one or more run folders.')
   rows = [run_row(w, label) for w, label in zip(workdirs, _unique_labels(workdirs), strict=True)]
   study_rows = []
-  for model in dict.fromkeys(r['model'] for r in rows):
-    if model in tables.STUDY_ROWS:
-      study = tables.STUDY_ROWS[model]
-      study_rows.append(
-        {
-          'run': 'study',
-          'model': model,
-          'source': 'study',
-          'n_iterations': 10,
-          **{k: study.get(k) for k in METRICS},
-        }
-      )
+  # The study row each run's config asks for (none for the phantoms or the fundus f-AnoGAN).
+  for model in dict.fromkeys(r['study_row'] for r in rows if r['study_row']):
+    study = tables.STUDY_ROWS[model]
+    study_rows.append(
+      {
+        'run': 'study',
+        'model': model,
+        'source': 'study',
+        'n_iterations': 10 if model != 'densenet' else 1,
+        **{k: study.get(k) for k in METRICS},
+      }
+    )
   headers = ('Run', 'Model', 'Iterations', 'AUC', 'Accuracy', 'Recall', 'Precision', 'F1')
   lines = ['| ' + ' | '.join(headers) + ' |', '|' + ' --- |' * len(headers)]
   for r in rows + study_rows:
@@ -151,7 +152,8 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
   lines += [
     '',
     'Test metrics, mean ± population std over each run\'s finished iterations; "study" rows are '
-    'the published results (10 iterations). Positive class = abnormal.',
+    'the published results (head CT: 10 iterations; the fundus classifier: one split of its '
+    'private UWF set). Positive class = abnormal.',
     '',
     '![ROC curves](roc.png)',
   ]

@@ -8,6 +8,7 @@ Attributes:
     study's row for comparison and a per-iteration table.
   extra_test_markdown: the test-only class (DRIMDB's outliers) against the test normals.
   study_row_for: which study row a run's config asks for.
+  format_mean_std: '0.78 ± 0.09', '0.75' (no std) or '–' (absent).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _number(value) -> str:
   return 'nan' if math.isnan(value) else f'{value:.2f}'
 
 
-def _mean_std(entry) -> str:
+def format_mean_std(entry) -> str:
   """'0.78 ± 0.09' from {'mean', 'std'} or (mean, std); '–' when the metric is absent."""
   if entry is None:
     return DASH
@@ -174,14 +175,16 @@ def summary_markdown(
   lines += [
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row((f'{model} (uadjax)', *(_mean_std(metrics.get(k)) for k in COLUMNS))),
+    _row((f'{model} (uadjax)', *(format_mean_std(metrics.get(k)) for k in COLUMNS))),
   ]
   if study_model is not None:
     key = _model_key(study_model)
     if key not in STUDY_ROWS:
       raise ValueError(f'No study row for {study_model!r}; expected one of {sorted(STUDY_ROWS)}.')
     study = STUDY_ROWS[key]
-    lines.append(_row((f'{MODEL_NAMES[key]} (study)', *(_mean_std(study.get(k)) for k in COLUMNS))))
+    lines.append(
+      _row((f'{MODEL_NAMES[key]} (study)', *(format_mean_std(study.get(k)) for k in COLUMNS)))
+    )
   n = _iteration_count(summary)
   over = f'{n} iterations' if n is not None else 'the iterations'
   lines += [
@@ -203,7 +206,7 @@ def extra_test_markdown(classes: Sequence[str], metrics: dict) -> str:
     '',
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row(('this run', *(_mean_std(metrics.get(k)) for k in COLUMNS))),
+    _row(('this run', *(format_mean_std(metrics.get(k)) for k in COLUMNS))),
     '',
   ]
   return '\n'.join(lines)
