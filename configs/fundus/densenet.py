@@ -45,9 +45,11 @@ def get_config(arg=None):
     config.cv.epochs_per_call = 5
     config.cv.checkpoint_every = 10
     config.cam.max_images = 8
-    # The host loop (one compiled step per batch, augmentation on the host): on XLA:CPU,
-    # DenseNet's train step inside the device epoch's `lax.scan` ran ~10x slower than the same
-    # step compiled alone (148 s against 7 x 1.9 s an epoch at 112x112), unlike the CAE.
+    # The host loop (one compiled step per batch, augmentation on the host), as in the run the
+    # README reports. It was chosen when DenseNet's `lax` convolutions ran ~20x slower inside
+    # the device epoch's `lax.scan` on XLA:CPU; with `conv.Conv2D` (im2col) they no longer do
+    # (an epoch + validation at 112x112: 8.8 s scanned, 7 x 1.3 s as separate steps), so
+    # `--config.augment.backend=jax` is as fast.
     config.augment.backend = 'albumentations'
   if 'tiny' in variants:
     config.model.growth_rate = 4
