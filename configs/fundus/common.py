@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.headct import common as headct_common
 from uadjax.data import augment
 
 DRIMDB_ROOT = '../shared/data/drimdb'
@@ -22,11 +23,7 @@ VARIANTS = ('quick', 'tiny')
 
 def parse_variants(arg: str | None) -> set[str]:
   """'quick' -> {'quick'}; unknown names raise a clear error."""
-  names = {a.strip() for a in (arg or '').split(',') if a.strip()}
-  unknown = names - set(VARIANTS)
-  if unknown:
-    raise ValueError(f'Unknown config variant(s) {sorted(unknown)}; known: {VARIANTS}.')
-  return names
+  return headct_common.parse_variants(arg, VARIANTS)
 
 
 def fundus(arg: str | None = None) -> ml_collections.ConfigDict:

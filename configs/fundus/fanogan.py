@@ -41,31 +41,18 @@ def get_config(arg=None):
   config.train.epochs = 3000
   if 'quick' in variants:
     # About 15 min on a 2-core CPU: the lighter 'dcgan' pair with d = 16.
-    config.model.arch = 'dcgan'
-    config.model.dim = 16
-    config.gan.epochs = 200
-    config.gan.select_every = 50
-    config.gan.epochs_per_call = 50
-    config.gan.checkpoint_every = 100
-    config.train.epochs = 60
+    headct_fanogan.shorten(
+      config, dim=16, gan_epochs=200, select_every=50, checkpoint_every=100, epochs=60
+    )
     config.cv.epochs_per_call = 20
     config.cv.checkpoint_every = 60
   if 'tiny' in variants:
     config.data.image_size = 32
     config.model.image_size = 32
-    config.model.arch = 'dcgan'
-    config.model.dim = 4
-    config.model.latent_dim = 8
-    config.gan.epochs = 2
-    config.gan.select_every = 1
-    config.gan.epochs_per_call = 1
-    config.gan.checkpoint_every = 1
-    config.gan.samples = 4
-    config.gan.task.n_critic = 2
-    config.gan.task.n_select = 8
-    config.gan.task.swd_levels = 2
-    config.gan.task.swd_patch = 5
-    config.train.epochs = 2
+    headct_fanogan.shorten(
+      config, dim=4, gan_epochs=2, select_every=1, checkpoint_every=1, epochs=2
+    )
+    headct_fanogan.make_tiny(config)
     config.train.batch_size = 8
     config.cv.val_every = 1
     config.cv.epochs_per_call = 1

@@ -18,12 +18,12 @@ HEAD_CT_ROOT = '../shared/data/head_ct'
 VARIANTS = ('quick', 'tiny', 'demo', 'phantoms')
 
 
-def parse_variants(arg: str | None) -> set[str]:
-  """'quick,phantoms' -> {'quick', 'phantoms'}; unknown names raise a clear error."""
+def parse_variants(arg: str | None, known: tuple[str, ...] = VARIANTS) -> set[str]:
+  """'quick,phantoms' -> {'quick', 'phantoms'}; names outside `known` raise a clear error."""
   names = {a.strip() for a in (arg or '').split(',') if a.strip()}
-  unknown = names - set(VARIANTS)
+  unknown = names - set(known)
   if unknown:
-    raise ValueError(f'Unknown config variant(s) {sorted(unknown)}; known: {VARIANTS}.')
+    raise ValueError(f'Unknown config variant(s) {sorted(unknown)}; known: {known}.')
   return names
 
 

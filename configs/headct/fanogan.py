@@ -44,37 +44,36 @@ def get_config(arg=None):
     optimizer=dict(name='adam', learning_rate=1e-4, b1=0.0, b2=0.9),
   )
   if 'quick' in variants:
-    config.model.arch = 'dcgan'
-    config.model.dim = 32
     # About 3 min an iteration on a 2-core CPU: 2000 critic and 400 generator steps, then 400
     # encoder steps.
-    config.gan.epochs = 1000
-    config.gan.select_every = 100
-    config.gan.epochs_per_call = 100
-    config.gan.checkpoint_every = 200
-    config.train.epochs = 200
+    shorten(config, dim=32, gan_epochs=1000, select_every=100, checkpoint_every=200, epochs=200)
     config.cv.epochs_per_call = 50
     config.cv.checkpoint_every = 100
   if 'demo' in variants:
-    config.model.arch = 'dcgan'
-    config.model.dim = 16
-    config.gan.epochs = 40
-    config.gan.select_every = 10
-    config.gan.epochs_per_call = 10
-    config.gan.checkpoint_every = 20
-    config.train.epochs = 20
+    shorten(config, dim=16, gan_epochs=40, select_every=10, checkpoint_every=20, epochs=20)
   if 'tiny' in variants:
-    config.model.arch = 'dcgan'
-    config.model.dim = 4
-    config.model.latent_dim = 8
-    config.gan.epochs = 4
-    config.gan.select_every = 2
-    config.gan.epochs_per_call = 2
-    config.gan.checkpoint_every = 2
-    config.gan.samples = 4
-    config.gan.task.n_critic = 2
-    config.gan.task.n_select = 8
-    config.gan.task.swd_levels = 2
-    config.gan.task.swd_patch = 5
-    config.train.epochs = 4
+    shorten(config, dim=4, gan_epochs=4, select_every=2, checkpoint_every=2, epochs=4)
+    make_tiny(config)
   return config
+
+
+def shorten(config, *, dim, gan_epochs, select_every, checkpoint_every, epochs) -> None:
+  """A lighter variant: the 'dcgan' pair of width `dim`, `gan_epochs` GAN epochs selected (and
+  sampled) every `select_every`, and `epochs` encoder epochs. Shared with configs/fundus."""
+  config.model.arch = 'dcgan'
+  config.model.dim = dim
+  config.gan.epochs = gan_epochs
+  config.gan.select_every = select_every
+  config.gan.epochs_per_call = select_every
+  config.gan.checkpoint_every = checkpoint_every
+  config.train.epochs = epochs
+
+
+def make_tiny(config) -> None:
+  """What a test-sized run adds to `shorten`: a small latent, cheap critic steps and selection."""
+  config.model.latent_dim = 8
+  config.gan.samples = 4
+  config.gan.task.n_critic = 2
+  config.gan.task.n_select = 8
+  config.gan.task.swd_levels = 2
+  config.gan.task.swd_patch = 5

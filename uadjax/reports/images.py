@@ -90,6 +90,19 @@ def pick_examples(labels, scores, threshold, per_category: int) -> dict[str, np.
   return out
 
 
+def _draw_cell(ax, column: str, header: bool, image, reconstructions, amap, k: int, vmax) -> None:
+  """One cell of an image / reconstruction / map row; the column name above the first row."""
+  if column == 'image':
+    _show(ax, image)
+  elif column == 'reconstruction':
+    _show(ax, reconstructions[k])
+  else:
+    ax.imshow(amap, cmap=MAP_CMAP, vmin=0, vmax=vmax)
+  if header:
+    ax.set_xlabel(column, fontsize='x-small')
+    ax.xaxis.set_label_position('top')
+
+
 def plot_examples(
   images,
   reconstructions,
@@ -142,17 +155,10 @@ def plot_examples(
         if row >= len(idx):
           continue
         k = int(idx[row])
+        label = names[k] if names is not None else f'#{k}'
+        _draw_cell(ax, columns[col], row == 0, images[k], reconstructions, maps[k], k, vmax)
         if col == 0:
-          _show(ax, images[k])
-          label = names[k] if names is not None else f'#{k}'
           ax.set_title(f'{label}\nscore {scores[k]:.4g}', fontsize='x-small')
-        elif columns[col] == 'reconstruction':
-          _show(ax, reconstructions[k])
-        else:
-          ax.imshow(maps[k], cmap=MAP_CMAP, vmin=0, vmax=vmax)
-        if row == 0:
-          ax.set_xlabel(columns[col], fontsize='x-small')
-          ax.xaxis.set_label_position('top')
     if not len(idx):
       sub.text(0.5, 0.5, 'none', ha='center', va='center', color='0.4')
   fig.suptitle(
@@ -333,17 +339,10 @@ def plot_extremes(
   for row, (caption, k) in enumerate(picks):
     for col, ax in enumerate(axes[row]):
       _off(ax)
+      _draw_cell(ax, columns[col], row == 0, images[k], reconstructions, maps[k], k, vmax)
       if col == 0:
-        _show(ax, images[k])
         label = names[k] if names is not None else f'#{k}'
         ax.set_title(f'{caption}\n{label}\nscore {scores[k]:.4g}', fontsize='x-small')
-      elif columns[col] == 'reconstruction':
-        _show(ax, reconstructions[k])
-      else:
-        ax.imshow(maps[k], cmap=MAP_CMAP, vmin=0, vmax=vmax)
-      if row == 0:
-        ax.set_xlabel(columns[col], fontsize='x-small')
-        ax.xaxis.set_label_position('top')
   fig.suptitle(
     (title + '\n' if title else '') + f'difference colour scale 0 to {vmax:.3g}', fontsize='small'
   )
