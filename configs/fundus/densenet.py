@@ -34,9 +34,9 @@ def get_config(arg=None):
   # masked images per forward pass.
   config.cam = dict(methods=METHODS, max_images=0, scorecam_batch=32)  # 0 = every test image
   if 'quick' in variants:
-    # About 15 min on a 2-core CPU: 112x112 (a quarter of the study's pixels), 40 epochs, batch
-    # 16 (DRIMDB's 116 training images give 7 steps an epoch, not 1 at batch 64), SGD with
-    # momentum 0.9 to make up for the few steps.
+    # 20 min measured on a 2-core CPU shared with other runs: 112x112 (a quarter of the study's
+    # pixels), 40 epochs, batch 16 (DRIMDB's 116 training images give 7 steps an epoch, not 1
+    # at batch 64), SGD with momentum 0.9 to make up for the few steps.
     config.data.image_size = 112
     config.train.batch_size = 16
     config.train.epochs = 40

@@ -40,7 +40,7 @@ def get_config(arg=None):
   config.train.batch_size = 16
   config.train.epochs = 3000
   if 'quick' in variants:
-    # About 15 min on a 2-core CPU: the lighter 'dcgan' pair with d = 16.
+    # 30 min measured on a 2-core CPU shared with other runs: the 'dcgan' pair with d = 16.
     headct_fanogan.shorten(
       config, dim=16, gan_epochs=200, select_every=50, checkpoint_every=100, epochs=60
     )

@@ -96,14 +96,8 @@ class DAGMMTask:
       return loss, updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    param_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     batch_stats = {**updates.get('batch_stats', net['batch_stats']), MIXTURE: mixture}
-    new_state = state.replace(
-      step=state.step + 1,
-      params=optax.apply_updates(state.params, param_updates),
-      batch_stats=batch_stats,
-      opt_state=opt_state,
-    )
+    new_state = state.apply_gradients(self.tx, grads, batch_stats)
     return new_state, {'loss': loss}
 
   def fit_scorer(self, variables, images, train_idx, train_mask):

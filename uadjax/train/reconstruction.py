@@ -63,13 +63,7 @@ class ReconstructionTask:
       return jnp.mean(scores), updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    param_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    new_state = state.replace(
-      step=state.step + 1,
-      params=optax.apply_updates(state.params, param_updates),
-      batch_stats=updates.get('batch_stats', state.batch_stats),
-      opt_state=opt_state,
-    )
+    new_state = state.apply_gradients(self.tx, grads, updates.get('batch_stats', state.batch_stats))
     return new_state, {'loss': loss}
 
   def score(self, variables, images):

@@ -30,6 +30,16 @@ class TrainState(struct.PyTreeNode):
     """The variables `model.apply` takes in evaluation mode."""
     return {'params': self.params, 'batch_stats': self.batch_stats}
 
+  def apply_gradients(self, tx: optax.GradientTransformation, grads, batch_stats) -> TrainState:
+    """One optimiser update of all `params` with `grads`; the new `batch_stats`; step + 1."""
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    return self.replace(
+      step=self.step + 1,
+      params=optax.apply_updates(self.params, updates),
+      batch_stats=batch_stats,
+      opt_state=opt_state,
+    )
+
 
 def create_train_state(variables: dict, tx: optax.GradientTransformation) -> TrainState:
   """A fresh state from `model.init` output."""
