@@ -15,7 +15,7 @@ from PIL import Image
 from configs.fundus import densenet as densenet_config
 from configs.fundus import fanogan as fanogan_config
 from tests.conftest import SHARED_DATA
-from uadjax import cv, fanogan_cv
+from uadjax import cv, fanogan_cv, inference, predict
 from uadjax.data import preprocess, readers, splits
 from uadjax.evaluation import cam, metrics
 from uadjax.models import DenseNet
@@ -178,7 +178,7 @@ def _run(config, workdir):
   return summary
 
 
-def test_densenet_tiny_end_to_end_with_cams(tmp_path):
+def test_densenet_tiny_end_to_end_with_cams(tmp_path, monkeypatch):
   root = _fundus_like(tmp_path / 'data')
   config = densenet_config.get_config('tiny')
   config.data.root = str(root)
@@ -197,6 +197,33 @@ def test_densenet_tiny_end_to_end_with_cams(tmp_path):
   assert (report / 'cams.png').is_file() and (report / 'extremes.png').is_file()
   for method in cam.METHODS:
     assert len(list((report / 'cams' / method).glob('*.png'))) == 2, method
+
+  # predict's overlays on a classifier run show its Grad-CAM (the score map of a classifier is
+  # empty), the same maps IterationModel.class_maps gives.
+  from uadjax.reports import images as image_figures
+
+  drawn = {}
+  monkeypatch.setattr(
+    image_figures, 'save_overlay', lambda image, m, path, title: drawn.setdefault(path, m)
+  )
+  out = predict.predict(str(tmp_path / 'run'), str(root / 'Bad'), str(tmp_path / 'pred'))
+  assert out['n_images'] == 10 and len(drawn) == 10
+  model = inference.load_models(str(tmp_path / 'run'))[0]
+  bad = np.stack(
+    [
+      readers.read_frames(str(p), 32, readers.BRAIN_WINDOW, 'rgb')[0]
+      for p in sorted((root / 'Bad').iterdir())
+    ]
+  )
+  maps = model.class_maps(bad)
+  assert maps.shape == (10, 32, 32) and 0.0 <= maps.min() and maps.max() <= 1.0 + 1e-6
+  assert max(float(np.max(m)) for m in drawn.values()) > 0.0
+  np.testing.assert_allclose(
+    sorted(float(np.sum(m)) for m in drawn.values()),
+    sorted(float(np.sum(m)) for m in maps),
+    rtol=1e-4,
+    atol=1e-5,
+  )
 
 
 def test_fanogan_fundus_tiny_end_to_end(tmp_path):

@@ -4,8 +4,8 @@ Attributes:
   RunError: a workdir that cannot give models (no config, no checkpoints, another image size).
   load_config: the run's `config.json` as a ConfigDict.
   finished_iterations: the iterations with a `metrics.json`, and those metrics.
-  IterationModel: one iteration's selected variables and threshold, with `score` and
-    `reconstruct` on numpy batches.
+  IterationModel: one iteration's selected variables and threshold, with `score`, `reconstruct`
+    and (classifiers) `class_maps` on numpy batches.
   load_models: the `IterationModel` of every (or some) finished iteration of a run.
 
 Nothing here trains or writes: the reports and `uadjax.predict` build on it.
@@ -103,6 +103,50 @@ class IterationModel:
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """Reconstructions (n, h, w, c) float32 of preprocessed images."""
     return self._batched(self.compiled['reconstruct'], images)
+
+  @property
+  def supervised(self) -> bool:
+    """Whether the model is a classifier (its score is P(class 1), its maps are CAMs)."""
+    return bool(getattr(self.task, 'supervised', False))
+
+  def class_maps(
+    self,
+    images: np.ndarray,
+    method: str = 'gradcam',
+    targets=None,
+    *,
+    chunk=4,
+    scorecam_batch: int = 32,
+  ) -> np.ndarray:
+    """A classifier's class-activation maps (n, h, w) in [0, 1] for class 1 (or `targets`).
+
+    `method` is one of `uadjax.evaluation.cam.METHODS`; `chunk` images per compiled call bound
+    the memory of the gradient and Score-CAM passes (the last chunk is padded: one compilation).
+    """
+    if not self.supervised:
+      raise RunError('class_maps needs a classifier run; this model scores reconstructions.')
+    import functools
+
+    from uadjax.evaluation import cam as cam_lib
+
+    key = ('cam', method, scorecam_batch)
+    if key not in self.compiled:
+      fns = cam_lib.flax_fns(self.task.model)
+      self.compiled[key] = jax.jit(
+        functools.partial(cam_lib.cam, method, fns, scorecam_batch=scorecam_batch)
+      )
+    variables = {k: self.variables[k] for k in ('params', 'batch_stats') if k in self.variables}
+    inputs = np.asarray(self.task.inputs(np.asarray(images, np.float32)))
+    n = len(inputs)
+    targets = np.ones(n, np.int32) if targets is None else np.asarray(targets, np.int32)
+    out = []
+    for s in range(0, n, chunk):
+      x, t = inputs[s : s + chunk], targets[s : s + chunk]
+      pad = chunk - len(x)
+      x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
+      t = np.concatenate([t, np.repeat(t[:1], pad, 0)])
+      out.append(np.asarray(self.compiled[key](variables, x, t))[: chunk - pad])
+    return np.concatenate(out)
 
 
 def _shapes(tree) -> dict:

@@ -11,7 +11,9 @@ frame). Each selected iteration's best checkpoint scores it, and:
     their thresholds (each iteration's threshold was chosen on its own validation set);
   'vote': each iteration decides with its own threshold; abnormal iff at least half of them
     say so (a tie flags the image: missing an anomaly costs more than a second look).
-A file that cannot be read gets a row with its error; the others go on.
+A file that cannot be read gets a row with its error; the others go on. The overlay shows the
+anomaly map (the residual of the reconstruction models; a classifier's Grad-CAM for class 1,
+averaged over the iterations).
 """
 
 from __future__ import annotations
@@ -92,7 +94,11 @@ def predict(
     images = np.stack(arrays)
     per_model = [m.score(images) for m in models]
     scores = np.stack([s for s, _ in per_model])  # (iterations, n)
-    maps = np.mean([mp for _, mp in per_model], axis=0)
+    if models[0].supervised and overlays:
+      # A classifier's score map is empty: its overlay shows Grad-CAM for class 1 (abnormal).
+      maps = np.mean([m.class_maps(images, 'gradcam') for m in models], axis=0)
+    else:
+      maps = np.mean([mp for _, mp in per_model], axis=0)
     thresholds = np.array([m.threshold for m in models])
     votes = (scores >= thresholds[:, None]).sum(axis=0)
     score = scores.mean(axis=0)

@@ -100,25 +100,6 @@ def pick_cam_images(labels, scores, k: int) -> np.ndarray:
   return np.array(order[:k], int)
 
 
-def _class_maps(model, test_images, method: str, targets=None, scorecam_batch: int = 32):
-  """A classifier's class-activation maps (n, h, w) for class 1 (or `targets`), 4 images a call."""
-  import functools
-
-  import jax
-
-  from uadjax.evaluation import cam as cam_lib
-
-  task = model.task
-  fns = cam_lib.flax_fns(task.model)
-  variables = {k: model.variables[k] for k in ('params', 'batch_stats') if k in model.variables}
-  inputs = np.asarray(task.inputs(test_images))
-  targets = np.ones(len(inputs), np.int32) if targets is None else np.asarray(targets, np.int32)
-  fn = jax.jit(functools.partial(cam_lib.cam, method, fns, scorecam_batch=scorecam_batch))
-  # A few images per call bounds the memory of the gradient and Score-CAM passes.
-  chunks = [fn(variables, inputs[s : s + 4], targets[s : s + 4]) for s in range(0, len(inputs), 4)]
-  return np.concatenate([np.asarray(m) for m in chunks])
-
-
 def _cam_section(config, model, test_images, labels, scores, names, outdir):
   """Computes every configured CAM method on the chosen test images; writes one overlay PNG per
   image and method (outdir/cams/METHOD/NAME.png) and the grid figure. Returns (path, line)."""
@@ -126,7 +107,7 @@ def _cam_section(config, model, test_images, labels, scores, names, outdir):
   idx = pick_cam_images(labels, scores, int(c.max_images))
   cams = {}
   for method in c.methods:
-    cams[method] = _class_maps(model, test_images[idx], method, None, int(c.scorecam_batch))
+    cams[method] = model.class_maps(test_images[idx], method, scorecam_batch=int(c.scorecam_batch))
     logging.info('CAM %s: %d images.', method, len(idx))
   shown = test_images[idx]
   for method, maps in cams.items():
@@ -233,10 +214,10 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   else:
     labels = np.asarray(chosen['test_labels'])
     scores, maps = model.score(test_images)
-    supervised = getattr(model.task, 'supervised', False)
+    supervised = model.supervised
     if supervised:
       # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
-      maps = _class_maps(model, test_images, 'gradcam')
+      maps = model.class_maps(test_images, 'gradcam')
       notes.append(
         'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
         'for class 1 (abnormal), and "score" is P(class 1).'
