@@ -186,6 +186,24 @@ def test_summary_markdown_study_row():
     tables.summary_markdown(summary, study_model='dagmm')
 
 
+def test_one_iteration_tables_give_plain_values_without_std():
+  # A hold-out run (the fundus experiments) has one split: '± 0.00' would claim a spread that
+  # was never measured.
+  metrics = {'auc': {'mean': 0.73, 'std': 0.0, 'values': [0.73]}}
+  summary = {
+    'model': 'fanogan',
+    'n_iterations': 1,
+    'metrics': metrics,
+    'extra_test': {'classes': ['Outlier'], 'metrics': metrics},
+  }
+  text = tables.summary_markdown(summary) + tables.extra_test_markdown(summary)
+  assert '| f-AnoGAN (uadjax) | 0.73 | – | – | – | – | – |' in text
+  assert '| this run | 0.73 | – | – | – | – | – |' in text
+  assert '±' not in text.replace('mean ± std', '') and 'one split: no std' in text
+  summary['n_iterations'] = 2
+  assert '| this run | 0.73 ± 0.00 |' in tables.extra_test_markdown(summary)
+
+
 def test_summary_markdown_per_iteration(run):
   metrics_list, summary = run
   text = tables.summary_markdown(summary, study_model='cae', per_iteration=metrics_list)

@@ -577,8 +577,7 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
     per_iteration=results,
   )
   if 'extra_test' in summary:
-    extra = summary['extra_test']
-    markdown += tables.extra_test_markdown(extra['classes'], extra['metrics'])
+    markdown += tables.extra_test_markdown(summary)
   io.write_text(os.path.join(workdir, 'summary.md'), markdown)
   if config.cv.figures:
     figures.write_run_figures(results, os.path.join(workdir, 'figures'))

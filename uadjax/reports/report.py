@@ -327,8 +327,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   if config.get('study_note'):
     lines += [f'Note: {config.study_note}.', '']
   if summary.get('extra_test'):
-    extra = summary['extra_test']
-    lines += [tables.extra_test_markdown(extra['classes'], extra['metrics']).strip(), '']
+    lines += [tables.extra_test_markdown(summary).strip(), '']
   for heading, name, line in sections:
     lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
   if notes:

@@ -94,6 +94,14 @@ def format_mean_std(entry) -> str:
   return f'{_number(mean)} ± {_number(std)}'
 
 
+def _metric_cells(metrics: dict, single: bool) -> list[str]:
+  """The COLUMNS of a summary's metrics; `single` (one iteration: a std of 0 says nothing)
+  drops the ± part."""
+  if not single:
+    return [format_mean_std(metrics.get(k)) for k in COLUMNS]
+  return [DASH if metrics.get(k) is None else _number(metrics[k]['mean']) for k in COLUMNS]
+
+
 def _row(cells: Sequence[str]) -> str:
   return '| ' + ' | '.join(cells) + ' |'
 
@@ -169,13 +177,14 @@ def summary_markdown(
   """
   metrics = summary.get('metrics') or {}
   model = model_display_name(summary.get('model'))
+  n = _iteration_count(summary)
   lines = []
   if title:
     lines += [f'## {title}', '']
   lines += [
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row((f'{model} (uadjax)', *(format_mean_std(metrics.get(k)) for k in COLUMNS))),
+    _row((f'{model} (uadjax)', *_metric_cells(metrics, n == 1))),
   ]
   if study_model is not None:
     key = _model_key(study_model)
@@ -185,20 +194,25 @@ def summary_markdown(
     lines.append(
       _row((f'{MODEL_NAMES[key]} (study)', *(format_mean_std(study.get(k)) for k in COLUMNS)))
     )
-  n = _iteration_count(summary)
-  over = f'{n} iterations' if n is not None else 'the iterations'
-  lines += [
-    '',
-    f'Test metrics, mean ± std over {over}; std is the population std (ddof = 0, '
-    "numpy's default, as in the study). Positive class = abnormal.",
-  ]
+  if n == 1:
+    note = 'Test metrics of one iteration (one split: no std). Positive class = abnormal.'
+  else:
+    over = f'{n} iterations' if n is not None else 'the iterations'
+    note = (
+      f'Test metrics, mean ± std over {over}; std is the population std (ddof = 0, '
+      "numpy's default, as in the study). Positive class = abnormal."
+    )
+  lines += ['', note]
   if per_iteration:
     lines += ['', per_iteration_markdown(per_iteration)]
   return '\n'.join(lines) + '\n'
 
 
-def extra_test_markdown(classes: Sequence[str], metrics: dict) -> str:
-  """A table of the test-only class(es) scored against the test normals, same threshold."""
+def extra_test_markdown(summary: dict) -> str:
+  """A table of the summary's test-only class(es) (`summary['extra_test']`) scored against the
+  test normals with the same threshold: mean ± std over the iterations, plain values for one."""
+  extra = summary['extra_test']
+  classes, metrics = extra['classes'], extra['metrics']
   lines = [
     '',
     f'Test-only class {", ".join(classes)} against the test normals (same checkpoint and '
@@ -206,7 +220,7 @@ def extra_test_markdown(classes: Sequence[str], metrics: dict) -> str:
     '',
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row(('this run', *(format_mean_std(metrics.get(k)) for k in COLUMNS))),
+    _row(('this run', *_metric_cells(metrics, _iteration_count(summary) == 1))),
     '',
   ]
   return '\n'.join(lines)
