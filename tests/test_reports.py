@@ -145,6 +145,26 @@ def test_figures_without_validation_at_all(run, tmp_path):
   _assert_png(figures.plot_training_curves(bare, tmp_path / 'bare.png'), 1_000)
 
 
+def test_training_curves_draw_the_validation_loss_of_a_loss_selected_run(
+  run, tmp_path, monkeypatch
+):
+  saved = []
+  monkeypatch.setattr(figures, '_save', lambda fig, path: saved.append(fig) or str(path))
+  one = dict(run[0][0])
+  figures.plot_training_curves([one], tmp_path / 'auc.png')
+  one.update(selection='val_loss', selected_epoch=int(one['validation']['epoch'][1]))
+  one['validation'] = {
+    **one['validation'],
+    'loss': [0.5 + k for k in range(len(one['validation']['epoch']))],
+  }
+  figures.plot_training_curves([one], tmp_path / 'loss.png')
+  by_auc, by_loss = (fig.axes[0] for fig in saved)
+  assert len(by_auc.lines) == 1 and by_auc.get_title() == 'Training loss'
+  # Training loss, validation loss (dashed) and the selected epoch's dot on it (loss 1.5).
+  assert len(by_loss.lines) == 3 and by_loss.lines[1].get_linestyle() == '--'
+  assert by_loss.lines[2].get_ydata()[0] == 1.5 and 'validation loss' in by_loss.get_title()
+
+
 def _hand_mean_std(values):
   mean = sum(values) / len(values)
   return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))

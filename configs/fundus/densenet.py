@@ -34,9 +34,9 @@ def get_config(arg=None):
   # masked images per forward pass.
   config.cam = dict(methods=METHODS, max_images=0, scorecam_batch=32)  # 0 = every test image
   if 'quick' in variants:
-    # 20 min measured on a 2-core CPU shared with other runs: 112x112 (a quarter of the study's
-    # pixels), 40 epochs, batch 16 (DRIMDB's 116 training images give 7 steps an epoch, not 1
-    # at batch 64), SGD with momentum 0.9 to make up for the few steps.
+    # 10 min measured on a 2-core CPU (training 6.5 min, the report's CAMs 3.5 min): 112x112
+    # (a quarter of the study's pixels), 40 epochs, batch 16 (DRIMDB's 116 training images give
+    # 7 steps an epoch, not 1 at batch 64), SGD with momentum 0.9 to make up for the few steps.
     config.data.image_size = 112
     config.train.batch_size = 16
     config.train.epochs = 40
@@ -45,12 +45,6 @@ def get_config(arg=None):
     config.cv.epochs_per_call = 5
     config.cv.checkpoint_every = 10
     config.cam.max_images = 8
-    # The host loop (one compiled step per batch, augmentation on the host), as in the run the
-    # README reports. It was chosen when DenseNet's `lax` convolutions ran ~20x slower inside
-    # the device epoch's `lax.scan` on XLA:CPU; with `conv.Conv2D` (im2col) they no longer do
-    # (an epoch + validation at 112x112: 8.8 s scanned, 7 x 1.3 s as separate steps), so
-    # `--config.augment.backend=jax` is as fast.
-    config.augment.backend = 'albumentations'
   if 'tiny' in variants:
     config.model.growth_rate = 4
     config.model.block_config = (1, 1)

@@ -100,6 +100,8 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
 
   The epoch selected for testing is marked by a dot on the iteration's AUC curve; if it is not one
   of the validation epochs (e.g. selection by another rule), the dot sits on the interpolated curve.
+  A run selected by its validation loss (the classifier) also has that loss drawn dashed in the
+  loss panel, with the selected epoch's dot on it.
 
   Args:
     metrics_list: per-iteration metrics dicts (the runner's `metrics.json`).
@@ -112,6 +114,7 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
   ax_loss, ax_auc = fig.subplots(1, 2)
   colors = _colors(len(metrics_list))
   handles = []
+  has_val_loss = False
   for metrics, color in zip(metrics_list, colors, strict=True):
     label = iteration_label(metrics)
     drawn = None
@@ -124,6 +127,18 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
       (drawn,) = ax_loss.plot(epochs[:n][keep], loss[:n][keep], color=color, lw=1.2, label=label)
 
     validation = metrics.get('validation') or {}
+    selected = metrics.get('selected_epoch')
+    if metrics.get('selection') == 'val_loss':
+      v_epochs, v_loss = _floats(validation.get('epoch')), _floats(validation.get('loss'))
+      n = min(len(v_epochs), len(v_loss))
+      keep = np.isfinite(v_loss[:n]) & (v_loss[:n] > 0)
+      if keep.any():
+        ax_loss.plot(v_epochs[:n][keep], v_loss[:n][keep], color=color, lw=1.2, ls='--')
+        has_val_loss = True
+        hit = np.flatnonzero(v_epochs[:n][keep] == selected)
+        if hit.size:
+          y = v_loss[:n][keep][hit[0]]
+          ax_loss.plot([selected], [y], 'o', color=color, ms=7, mec='black', mew=0.8, zorder=3)
     v_epochs, v_auc = _floats(validation.get('epoch')), _floats(validation.get('auc'))
     n = min(len(v_epochs), len(v_auc))
     v_epochs, v_auc = v_epochs[:n], v_auc[:n]
@@ -133,7 +148,6 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
         v_epochs, v_auc, color=color, lw=1.2, label=label, marker='.' if n < 3 else None
       )
       drawn = drawn or line
-      selected = metrics.get('selected_epoch')
       finite = np.isfinite(v_auc)
       if selected is not None and finite.any():
         hit = np.flatnonzero(v_epochs == selected)
@@ -148,9 +162,13 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
     if drawn is not None:
       handles.append(drawn)
 
-  ax_loss.set_title('Training loss')
+  if has_val_loss:
+    ax_loss.set_title('Training loss (solid), validation loss (dashed; dot: selected epoch)')
+    ax_loss.set_ylabel('mean loss')
+  else:
+    ax_loss.set_title('Training loss')
+    ax_loss.set_ylabel('mean training loss')
   ax_loss.set_xlabel('epoch')
-  ax_loss.set_ylabel('mean training loss')
   if ax_loss.lines:
     ax_loss.set_yscale('log')
     ax_loss.grid(True, which='major', alpha=0.3)
