@@ -204,7 +204,9 @@ def test_densenet_tiny_end_to_end_with_cams(tmp_path, monkeypatch):
 
   drawn = {}
   monkeypatch.setattr(
-    image_figures, 'save_overlay', lambda image, m, path, title: drawn.setdefault(path, m)
+    image_figures,
+    'save_overlay',
+    lambda image, m, path, title, map_name: drawn.setdefault(path, (m, map_name)),
   )
   out = predict.predict(str(tmp_path / 'run'), str(root / 'Bad'), str(tmp_path / 'pred'))
   assert out['n_images'] == 10 and len(drawn) == 10
@@ -217,9 +219,10 @@ def test_densenet_tiny_end_to_end_with_cams(tmp_path, monkeypatch):
   )
   maps = model.class_maps(bad)
   assert maps.shape == (10, 32, 32) and 0.0 <= maps.min() and maps.max() <= 1.0 + 1e-6
-  assert max(float(np.max(m)) for m in drawn.values()) > 0.0
+  assert {name for _, name in drawn.values()} == {'Grad-CAM, class 1'}
+  assert max(float(np.max(m)) for m, _ in drawn.values()) > 0.0
   np.testing.assert_allclose(
-    sorted(float(np.sum(m)) for m in drawn.values()),
+    sorted(float(np.sum(m)) for m, _ in drawn.values()),
     sorted(float(np.sum(m)) for m in maps),
     rtol=1e-4,
     atol=1e-5,

@@ -94,9 +94,11 @@ def predict(
     images = np.stack(arrays)
     per_model = [m.score(images) for m in models]
     scores = np.stack([s for s, _ in per_model])  # (iterations, n)
+    map_name = 'anomaly map'
     if models[0].supervised and overlays:
       # A classifier's score map is empty: its overlay shows Grad-CAM for class 1 (abnormal).
       maps = np.mean([m.class_maps(images, 'gradcam') for m in models], axis=0)
+      map_name = 'Grad-CAM, class 1'
     else:
       maps = np.mean([mp for _, mp in per_model], axis=0)
     thresholds = np.array([m.threshold for m in models])
@@ -131,6 +133,7 @@ def predict(
           os.path.join(out, 'overlays', _overlay_name(name)),
           title=f'{name}: {decision} (score {score[i]:.4g}, {combine} of {len(models)} '
           f'iterations, {votes[i]}/{len(models)} vote abnormal)',
+          map_name=map_name,
         )
   rows += [{c: r.get(c, '') for c in columns} for r in rows_of_errors]
   rows.sort(key=lambda r: r['file'])

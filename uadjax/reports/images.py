@@ -229,7 +229,9 @@ def _draw_overlay(ax, image, amap, vmax: float, mask=None) -> None:
     ax.contour(np.asarray(mask, float), levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
 
 
-def save_overlay(image, amap, path, title: str = '', vmax: float | None = None) -> str:
+def save_overlay(
+  image, amap, path, title: str = '', vmax: float | None = None, map_name: str = 'anomaly map'
+) -> str:
   """One image with its anomaly map over it and, beside it, the map alone with a colour bar.
 
   Args:
@@ -237,6 +239,7 @@ def save_overlay(image, amap, path, title: str = '', vmax: float | None = None) 
     amap: (h, w) anomaly map.
     path: where the PNG goes.
     title: e.g. the file, its score and the decision.
+    map_name: what the map is, for the panel titles (a classifier's: 'Grad-CAM, class 1').
     vmax: the top of the colour scale (default: the map's own 99.5th percentile).
   """
   vmax = _map_limit(amap) if vmax is None else vmax
@@ -244,10 +247,10 @@ def save_overlay(image, amap, path, title: str = '', vmax: float | None = None) 
   ax_overlay, ax_map = fig.subplots(1, 2)
   _draw_overlay(ax_overlay, image, amap, vmax)
   _off(ax_overlay)
-  ax_overlay.set_title('image + anomaly map', fontsize='small')
+  ax_overlay.set_title(f'image + {map_name}', fontsize='small')
   shown = ax_map.imshow(amap, cmap=MAP_CMAP, vmin=0, vmax=vmax)
   _off(ax_map)
-  ax_map.set_title('anomaly map', fontsize='small')
+  ax_map.set_title(map_name, fontsize='small')
   fig.colorbar(shown, ax=ax_map, shrink=0.8)
   if title:
     fig.suptitle(title, fontsize='small')
