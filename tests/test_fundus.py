@@ -257,6 +257,11 @@ def test_fundus_fanogan_networks_scale_to_256_and_two_channels():
   assert out['reconstruction'].shape == (1, 256, 256, 2) and out['z'].shape == (1, 128)
   blocks = [k for k in shapes['params']['generator'] if k.startswith('block_')]
   assert len(blocks) == 6  # 4x4 -> 256x256: six x2 stages (four at 64x64)
+  # The resnet generator's widths stop at 8d as its critic's do (uncapped it had 124 M
+  # parameters against the critic's 17 M).
+  assert shapes['params']['generator']['input']['kernel'].shape == (128, 4 * 4 * 8 * 64)
+  size = lambda part: sum(x.size for x in jax.tree.leaves(shapes['params'][part]))
+  assert size('generator') < 1.2 * size('critic')
 
 
 @requires_drimdb

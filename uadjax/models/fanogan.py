@@ -13,10 +13,12 @@ Architectures:
     Linear latent -> 4x4x8d, up-blocks (BatchNorm, ReLU, nearest x2, conv 3x3, twice, plus a
     1x1 shortcut) to the image size, BatchNorm, ReLU, conv 3x3, tanh. Critic: conv 3x3, down-blocks
     (LayerNorm, ReLU, conv 3x3, twice, mean-pool, plus a 1x1 shortcut) to 4x4, Linear -> 1.
+    Larger images add blocks at the top; widths stay at most 8d in both (d ... 8d, 8d, ...).
   Their convolutions are `uadjax.models.conv.Conv2D` (nn.Conv's parameters; im2col on a CPU,
   where XLA runs `lax` convolutions inside the training loop's `lax.scan` ~20x slower).
   'dcgan': a lighter pair. Generator: Linear -> 4x4 features, stride-2 transposed convolutions
-    3x3 with BatchNorm + ReLU, tanh. Critic: stride-2 convolutions 3x3 with LeakyReLU(0.2). The
+    3x3 with BatchNorm + ReLU, tanh. Critic: stride-2 convolutions 3x3 with LeakyReLU(0.2).
+    Widths double at every stage in both (d, 2d, ... 32d at 256x256: d is small here). The
     3x3 stride-2 layers are the CAE's (uadjax.models.conv): on a CPU they run as matrix
     products, which XLA:CPU differentiates well, also twice (the gradient penalty). With
     `nn.Conv` / `nn.ConvTranspose` 4x4 a critic step at 64x64, d = 32, batch 30 took 4.2 s on a
@@ -132,6 +134,10 @@ class Generator(nn.Module):
   def __call__(self, z, *, train: bool):
     n = _n_doublings(self.image_size)
     width = [self.dim * 2 ** (n - 1 - k) for k in range(n)]  # 8d, 4d, 2d, d at 64x64
+    if self.arch == 'resnet':
+      # Mirrors its critic, whose widths stop at 8d: at 256x256 8d, 8d, 8d, 4d, 2d, d (without
+      # the cap 32d, 16d, ...: 124 M parameters at d = 64 against the critic's 17 M).
+      width = [min(w, 8 * self.dim) for w in width]
     x = nn.Dense(4 * 4 * width[0], dtype=self.dtype, name='input')(jnp.asarray(z, self.dtype))
     x = x.reshape(z.shape[0], 4, 4, width[0])
     if self.arch == 'resnet':
