@@ -57,3 +57,16 @@ def test_mean_roc_of_perfect_and_chance_iterations():
 def test_compare_needs_runs(tmp_path):
   with pytest.raises(ValueError, match='No runs'):
     compare.compare_runs([], str(tmp_path))
+
+
+def test_a_one_iteration_run_gets_plain_values(tiny_run, tmp_path):
+  # One finished iteration (as a fundus hold-out run): '± 0.00' would claim an unmeasured spread.
+  single = tmp_path / 'single'
+  shutil.copytree(tiny_run, single, ignore=shutil.ignore_patterns('checkpoints', 'report'))
+  shutil.rmtree(single / 'iter_01')
+  compare.compare_runs([str(tiny_run), str(single)], str(tmp_path / 'cmp'))
+  text = (tmp_path / 'cmp' / 'comparison.md').read_text()
+  row = next(line for line in text.splitlines() if line.startswith('| single |'))
+  auc = json.loads((single / 'iter_00' / 'metrics.json').read_text())['test']['auc']
+  assert row.startswith(f'| single | CAE | 1 | {auc:.2f} |') and '±' not in row
+  assert '±' in next(line for line in text.splitlines() if line.startswith('| cae |'))

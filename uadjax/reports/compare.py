@@ -76,7 +76,10 @@ def _unique_labels(workdirs: Sequence[str]) -> list[str]:
   ]
 
 
-def _cell(mean_std) -> str:
+def _cell(mean_std, n_iterations: int) -> str:
+  """'0.72 ± 0.07'; a one-iteration run's plain value (its std of 0 was never measured)."""
+  if n_iterations == 1 and mean_std is not None:
+    return tables.format_mean_std((mean_std[0], None))
   return tables.format_mean_std(mean_std)
 
 
@@ -146,12 +149,13 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
       r['run'],
       tables.model_display_name(r['model']),
       str(r['n_iterations']),
-      *(_cell(r[k]) for k in METRICS),
+      *(_cell(r[k], r['n_iterations']) for k in METRICS),
     )
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines += [
     '',
-    'Test metrics, mean ± population std over each run\'s finished iterations; "study" rows are '
+    "Test metrics, mean ± population std over each run's finished iterations (a run of one "
+    'iteration, such as a fundus hold-out split, gives its plain values); "study" rows are '
     'the published results (head CT: 10 iterations; the fundus classifier: one split of its '
     'private UWF set). Positive class = abnormal.',
     '',
