@@ -14,6 +14,7 @@ Nothing here trains or writes: the reports and `uadjax.predict` build on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import jax
@@ -23,6 +24,7 @@ import numpy as np
 
 from uadjax import checkpoint, io
 from uadjax.data.preprocess import CHANNELS
+from uadjax.evaluation import cam as cam_lib
 from uadjax.train import make_task
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.
@@ -115,7 +117,7 @@ class IterationModel:
     method: str = 'gradcam',
     targets=None,
     *,
-    chunk=4,
+    chunk: int = 4,
     scorecam_batch: int = 32,
   ) -> np.ndarray:
     """A classifier's class-activation maps (n, h, w) in [0, 1] for class 1 (or `targets`).
@@ -125,10 +127,6 @@ class IterationModel:
     """
     if not self.supervised:
       raise RunError('class_maps needs a classifier run; this model scores reconstructions.')
-    import functools
-
-    from uadjax.evaluation import cam as cam_lib
-
     key = ('cam', method, scorecam_batch)
     if key not in self.compiled:
       fns = cam_lib.flax_fns(self.task.model)
