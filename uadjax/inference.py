@@ -14,7 +14,6 @@ Nothing here trains or writes: the reports and `uadjax.predict` build on it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import jax
@@ -79,18 +78,22 @@ class IterationModel:
   compiled: dict
   batch: int = 32
 
-  def _batched(self, fn, images: np.ndarray):
+  def _batched(self, fn, images: np.ndarray, *per_image, batch: int | None = None):
+    """fn(variables, images, *per_image) over chunks of `batch` (default `self.batch`) images;
+    the last chunk is padded with its first image, so one compilation serves every call."""
     images = np.asarray(images, np.float32)
     if images.shape[1:] != tuple(self.image_shape):
       raise RunError(
         f'Images of shape {images.shape[1:]} for a model trained on {tuple(self.image_shape)}.'
       )
+    batch = batch or self.batch
     outs = []
-    for start in range(0, len(images), self.batch):
-      chunk = images[start : start + self.batch]
-      padded = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - len(chunk), 0)])
-      out = jax.tree.map(np.asarray, fn(self.variables, jnp.asarray(padded)))
-      outs.append(jax.tree.map(lambda x: x[: len(chunk)], out))  # noqa: B023 (used at once)
+    for start in range(0, len(images), batch):
+      chunks = [a[start : start + batch] for a in (images, *per_image)]
+      n = len(chunks[0])
+      padded = [jnp.asarray(np.concatenate([c, np.repeat(c[:1], batch - n, 0)])) for c in chunks]
+      out = jax.tree.map(np.asarray, fn(self.variables, *padded))
+      outs.append(jax.tree.map(lambda x: x[:n], out))  # noqa: B023 (used at once)
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
   def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,21 +133,16 @@ class IterationModel:
     key = ('cam', method, scorecam_batch)
     if key not in self.compiled:
       fns = cam_lib.flax_fns(self.task.model)
-      self.compiled[key] = jax.jit(
-        functools.partial(cam_lib.cam, method, fns, scorecam_batch=scorecam_batch)
-      )
-    variables = {k: self.variables[k] for k in ('params', 'batch_stats') if k in self.variables}
-    inputs = np.asarray(self.task.inputs(np.asarray(images, np.float32)))
-    n = len(inputs)
-    targets = np.ones(n, np.int32) if targets is None else np.asarray(targets, np.int32)
-    out = []
-    for s in range(0, n, chunk):
-      x, t = inputs[s : s + chunk], targets[s : s + chunk]
-      pad = chunk - len(x)
-      x = np.concatenate([x, np.repeat(x[:1], pad, 0)])
-      t = np.concatenate([t, np.repeat(t[:1], pad, 0)])
-      out.append(np.asarray(self.compiled[key](variables, x, t))[: chunk - pad])
-    return np.concatenate(out)
+
+      def maps(variables, images, targets):
+        v = {k: variables[k] for k in ('params', 'batch_stats') if k in variables}
+        return cam_lib.cam(
+          method, fns, v, self.task.inputs(images), targets, scorecam_batch=scorecam_batch
+        )
+
+      self.compiled[key] = jax.jit(maps)
+    targets = np.ones(len(images), np.int32) if targets is None else np.asarray(targets, np.int32)
+    return self._batched(self.compiled[key], images, targets, batch=chunk)
 
 
 def _shapes(tree) -> dict:

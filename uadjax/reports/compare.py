@@ -76,13 +76,6 @@ def _unique_labels(workdirs: Sequence[str]) -> list[str]:
   ]
 
 
-def _cell(mean_std, n_iterations: int) -> str:
-  """'0.72 ± 0.07'; a one-iteration run's plain value (its std of 0 was never measured)."""
-  if n_iterations == 1 and mean_std is not None:
-    return tables.format_mean_std((mean_std[0], None))
-  return tables.format_mean_std(mean_std)
-
-
 def plot_roc(rows: Sequence[dict], path) -> str:
   """Each run's mean test ROC curve with a ±1 std band, and its mean AUC in the legend."""
   fig = Figure(figsize=(6.2, 5.4), layout='constrained')
@@ -149,7 +142,7 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
       r['run'],
       tables.model_display_name(r['model']),
       str(r['n_iterations']),
-      *(_cell(r[k], r['n_iterations']) for k in METRICS),
+      *(tables.format_mean_std(r[k], r['n_iterations']) for k in METRICS),
     )
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines += [

@@ -8,7 +8,7 @@ Attributes:
     study's row for comparison and a per-iteration table.
   extra_test_markdown: the test-only class (DRIMDB's outliers) against the test normals.
   study_row_for: which study row a run's config asks for.
-  format_mean_std: '0.78 ± 0.09', '0.75' (no std) or '–' (absent).
+  format_mean_std: '0.78 ± 0.09', '0.75' (no std, or one iteration) or '–' (absent).
 """
 
 from __future__ import annotations
@@ -84,22 +84,16 @@ def _number(value) -> str:
   return 'nan' if math.isnan(value) else f'{value:.2f}'
 
 
-def format_mean_std(entry) -> str:
-  """'0.78 ± 0.09' from {'mean', 'std'} or (mean, std); '–' when the metric is absent."""
+def format_mean_std(entry, n_iterations: int | None = None) -> str:
+  """'0.78 ± 0.09' from {'mean', 'std'} or (mean, std); '–' when the metric is absent; the mean
+  alone for a single published value (std None) or a run of one iteration (`n_iterations` 1,
+  whose std of 0 was never measured)."""
   if entry is None:
     return DASH
   mean, std = (entry['mean'], entry['std']) if isinstance(entry, dict) else entry
-  if std is None:  # a single published value
+  if std is None or n_iterations == 1:
     return _number(mean)
   return f'{_number(mean)} ± {_number(std)}'
-
-
-def _metric_cells(metrics: dict, single: bool) -> list[str]:
-  """The COLUMNS of a summary's metrics; `single` (one iteration: a std of 0 says nothing)
-  drops the ± part."""
-  if not single:
-    return [format_mean_std(metrics.get(k)) for k in COLUMNS]
-  return [DASH if metrics.get(k) is None else _number(metrics[k]['mean']) for k in COLUMNS]
 
 
 def _row(cells: Sequence[str]) -> str:
@@ -184,7 +178,7 @@ def summary_markdown(
   lines += [
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row((f'{model} (uadjax)', *_metric_cells(metrics, n == 1))),
+    _row((f'{model} (uadjax)', *(format_mean_std(metrics.get(k), n) for k in COLUMNS))),
   ]
   if study_model is not None:
     key = _model_key(study_model)
@@ -220,7 +214,9 @@ def extra_test_markdown(summary: dict) -> str:
     '',
     _row(('Model', *HEADERS)),
     _row(('---',) * (len(HEADERS) + 1)),
-    _row(('this run', *_metric_cells(metrics, _iteration_count(summary) == 1))),
+    _row(
+      ('this run', *(format_mean_std(metrics.get(k), _iteration_count(summary)) for k in COLUMNS))
+    ),
     '',
   ]
   return '\n'.join(lines)
