@@ -32,7 +32,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   runtime.setup(distributed=_DISTRIBUTED.value)
-  summary = cv.run(_CONFIG.value, _WORKDIR.value)
+  with runtime.user_errors():
+    summary = cv.run(_CONFIG.value, _WORKDIR.value)
   logging.info('Results in %s', _WORKDIR.value)
   report = _CONFIG.value.cv.figures if _REPORT.value is None else _REPORT.value
   if report and jax.process_index() == 0:

@@ -23,7 +23,8 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
   del argv
   runtime.setup()
-  path = write_report(_WORKDIR.value, _OUT.value, _ITERATION.value)
+  with runtime.user_errors():
+    path = write_report(_WORKDIR.value, _OUT.value, _ITERATION.value)
   logging.info('Report written to %s', path)
   print(path)
 

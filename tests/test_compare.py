@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO, env_without_gpu
 from uadjax.reports import compare
+from uadjax.run import fingerprint
 
 
 def test_compare_entry_point(tiny_run, tmp_path):
@@ -18,10 +19,11 @@ def test_compare_entry_point(tiny_run, tmp_path):
   # metrics only).
   other = tmp_path / 'runs' / 'other'
   shutil.copytree(tiny_run, other, ignore=shutil.ignore_patterns('checkpoints', 'report'))
-  # ... claimed to be of real head CT: the study's CAE row is set beside it (not beside the
-  # phantom run alone).
+  # ... claimed to be of the study's head CT (its source and data fingerprint): the study's CAE
+  # row is set beside it (not beside the phantom run alone).
   config = json.loads((other / 'config.json').read_text())
   config['data']['source'] = 'folder_csv'
+  config['data_fingerprint']['sha256'] = fingerprint.STUDY_HEAD_CT_SHA256
   (other / 'config.json').write_text(json.dumps(config))
   out = tmp_path / 'cmp'
   cmd = [sys.executable, '-m', 'experiments.compare', str(tiny_run), str(other), f'--out={out}']

@@ -9,8 +9,14 @@ validation AUC; the classifier: validation loss); choose the threshold on the va
 (`data.extra_test_classes`) is scored against the test normals too. The summary is mean ±
 population std over the iterations.
 
+Before anything is written the config is checked whole (`uadjax.config.validate`) and the data
+loads; then the workdir is locked (`uadjax.run.lock`: one run per workdir), and training stops
+cleanly on SIGTERM / SIGINT (`uadjax.run.stop`).
+
 Workdir layout:
-  config.json                      the config of the run (a resume must use the same)
+  .lock                            held by the run in progress (its pid, host, start time)
+  config.json                      the config of the run (a resume must use the same) and the
+                                   data's fingerprint (`uadjax.run.fingerprint`; the same data)
   iter_XX/checkpoints/best         selected variables (Orbax; see uadjax.checkpoint)
   iter_XX/checkpoints/latest/N     training carry at epoch N, for resuming
   iter_XX/history.json             losses and validation curve so far
@@ -24,8 +30,8 @@ Workdir layout:
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
 import os
 import time
 
@@ -38,9 +44,13 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from uadjax import checkpoint, data, io
+from uadjax import config as config_lib
 from uadjax.data import augment as augment_lib
 from uadjax.data.splits import Split, cross_validation_splits, holdout_split
 from uadjax.evaluation import metrics as metrics_lib
+from uadjax.run import fingerprint as fingerprint_lib
+from uadjax.run import lock as lock_lib
+from uadjax.run import stop
 from uadjax.train import classifier, make_task
 from uadjax.train.loop import (
   Carry,
@@ -52,9 +62,6 @@ from uadjax.train.loop import (
   train_on_host,
 )
 
-# Fields that may change between a run and its resumption: they change speed or output, not
-# what is computed (fold-parallel and sequential runs agree to float tolerance).
-RESUMABLE_CHANGES = ('cv.parallel', 'cv.epochs_per_call', 'cv.checkpoint_every', 'cv.figures')
 CHECKPOINT_EVERY_S = 600
 PROGRESS_COLUMNS = (
   'time',
@@ -69,55 +76,44 @@ PROGRESS_COLUMNS = (
 )
 
 
-def _flatten(d, prefix=''):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v
-  return out
-
-
-def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses to resume a workdir whose saved config differs from `config` (beyond the fields
-  that only change speed or output: RESUMABLE_CHANGES)."""
+def check_data(fingerprint: dict, workdir: str) -> None:
+  """Refuses to continue a workdir whose run was trained on other data (other images, pixels
+  or labels than `fingerprint`); a run saved before fingerprints existed is not checked."""
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  saved = _flatten(io.read_json(path))
-  now = _flatten(json.loads(config.to_json_best_effort()))
-  changed = sorted(
-    k for k in set(saved) | set(now) if saved.get(k) != now.get(k) and k not in RESUMABLE_CHANGES
-  )
+  saved = io.read_json(path).get('data_fingerprint')
+  if saved is None:
+    logging.info('%s records no data fingerprint (an older run): data not checked.', path)
+    return
+  changed = fingerprint_lib.differences(saved, fingerprint)
   if changed:
-    details = ', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in changed[:8])
-    raise ValueError(
-      f'{path}: this workdir holds a run with a different config ({details}). '
-      'Use another --workdir, or the same config to resume.'
+    raise config_lib.ConfigError(
+      f'{path}: this run was trained on other data ({changed}). Use another --workdir for '
+      'the new data, or restore the data to resume.'
     )
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes config.json (the first file of a run, once its data has loaded)."""
+def save_config(config: ml_collections.ConfigDict, workdir: str, fingerprint: dict) -> None:
+  """Writes config.json, with the data's fingerprint (the first file of a run, once its data
+  has loaded and the config has been checked)."""
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
-    io.write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+    record = {**config_lib.as_json(config), 'data_fingerprint': fingerprint}
+    io.write_json(os.path.join(workdir, 'config.json'), record)
 
 
-def selected_iterations(config, n: int) -> list[int]:
-  """`cv.iterations` ('' = all, or '0,3,7') as a sorted list."""
-  text = str(config.cv.iterations).strip()
-  if not text:
-    return list(range(n))
-  try:
-    chosen = sorted({int(t) for t in text.split(',') if t.strip()})
-  except ValueError as e:
-    raise ValueError(f'cv.iterations={text!r}: expected comma-separated integers.') from e
-  bad = [i for i in chosen if not 0 <= i < n]
-  if bad:
-    raise ValueError(f'cv.iterations={text!r}: iterations {bad} do not exist (0..{n - 1}).')
-  return chosen
+@contextlib.contextmanager
+def open_run(config: ml_collections.ConfigDict, workdir: str, protocol: Protocol):
+  """The workdir of a run, held for the block: locked (one run per workdir), checked against
+  the saved config and data (a resume must use the same), config.json written; inside,
+  SIGTERM and SIGINT stop training cleanly (`uadjax.run.stop`)."""
+  lock = lock_lib.WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+  with lock, stop.handling():
+    config_lib.check_resume(config, workdir)
+    check_data(protocol.fingerprint, workdir)
+    save_config(config, workdir, protocol.fingerprint)
+    yield
 
 
 def iteration_dir(workdir: str, iteration: int) -> str:
@@ -156,11 +152,8 @@ class Protocol:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     c = config
-    if c.train.epochs % c.cv.val_every:
-      raise ValueError(
-        f'train.epochs={c.train.epochs} must be a multiple of cv.val_every={c.cv.val_every}.'
-      )
     self.dataset = data.load(c.data)
+    self.fingerprint = fingerprint_lib.fingerprint(self.dataset, c.data)
     for group in self.dataset.duplicates():
       logging.info('Identical images (kept on one side of every split): %s', ', '.join(group))
     self.splits: list[Split] = make_splits(c, self.dataset)
@@ -189,7 +182,7 @@ class Protocol:
     elif c.augment.backend == 'albumentations':
       self.host_augment = augment_lib.host_augmenter(c.augment)
     else:
-      raise ValueError(
+      raise config_lib.ConfigError(
         f"augment.backend={c.augment.backend!r}; expected 'jax' or 'albumentations'."
       )
     self.engine = Engine(
@@ -336,6 +329,11 @@ class _Group:
     last_save_epoch, last_save_time = epoch, time.time()
     start_time, start_epoch = time.time(), epoch
     images_per_epoch = engine.steps_per_epoch * engine.batch_size * len(self.iterations)
+    if stop.requested() and epoch < total:
+      raise stop.Stopped(
+        f'Stopped before training {label} (at epoch {epoch}); rerun the same command to resume.',
+        stop.requested(),
+      )
     while epoch < total:
       validations = min(per_call, (total - epoch) // c.cv.val_every)
       if self.p.host_augment is not None:
@@ -368,6 +366,12 @@ class _Group:
       ):
         self.save_latest(self._get(carry))
         last_save_epoch, last_save_time = epoch, time.time()
+      if stop.requested() and epoch < total:
+        if last_save_epoch != epoch:
+          self.save_latest(self._get(carry))
+        message = f'{label}: saved at epoch {epoch}; rerun the same command to resume.'
+        logging.warning(message)
+        raise stop.Stopped(message, stop.requested())
     if start_epoch == total:  # nothing to train: restored at the end
       return carries
     return self._get(carry)
@@ -562,10 +566,14 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
 
   summary = summarize(config, results)
   io.write_json(os.path.join(workdir, 'summary.json'), summary)
-  study_model = tables.study_row_for(config)
+  recorded = io.read_json(os.path.join(workdir, 'config.json')).get('data_fingerprint')
+  study_model = tables.study_row_for(config, recorded)
   title = f'{config.model_name} on {workdir}'
   if config.get('study_note'):
     title += f' ({config.study_note})'
+  if study_model is None and fingerprint_lib.is_study_data(recorded) is False:
+    if config.get('model_name') in ('cae', 'ssae', 'fanogan') and 'study_row' not in config:
+      title += " (not the study's head-CT set: the study's rows are not shown)"
   if config.get('task') and 'pretrained' in config.task:
     title += f'; {classifier.weights_source(config.task.pretrained)}'
   if config.data.source == 'phantoms':
@@ -584,32 +592,49 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
   return summary
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or resumes) the whole protocol; returns the summary."""
-  if 'gan' in config:
-    # f-AnoGAN: a GAN phase before this protocol, which then trains its encoder.
-    from uadjax import fanogan_cv
-
-    return fanogan_cv.run(config, workdir)
-  check_config(config, workdir)
-  # The data loads (and any error in it is raised) before anything is written to the workdir.
-  protocol = Protocol(config)
-  save_config(config, workdir)
-  iterations = selected_iterations(config, len(protocol.splits))
-  results: dict[int, dict] = {}
+def finished_results(workdir: str, iterations: list[int]) -> dict[int, dict]:
+  """{iteration: metrics} of the given iterations that are already done in the workdir."""
+  results = {}
   for i in iterations:
     path = os.path.join(iteration_dir(workdir, i), 'metrics.json')
     if os.path.exists(path):
       results[i] = io.read_json(path)
       logging.info('Iteration %d: already done (%s).', i, path)
-  todo = [i for i in iterations if i not in results]
+  return results
+
+
+def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
+  """The iterations trained together (all at once when fold-parallel, else one by one) and
+  whether that is fold-parallel."""
   parallel = bool(config.cv.parallel) and config.augment.backend == 'jax'
+  return ([todo] if parallel and todo else [[i] for i in todo]), parallel
+
+
+def train_groups(protocol, workdir, groups, parallel, finish, group_class=None) -> None:
+  """Trains each group of iterations and calls `finish(iteration, carry, history)` on each;
+  the 'latest' checkpoint managers are closed however training ends (a clean stop too)."""
+  for group_iterations in groups:
+    group = (group_class or _Group)(protocol, workdir, group_iterations, parallel)
+    try:
+      carries = group.train()
+      for k, i in enumerate(group_iterations):
+        finish(i, carries[k], group.histories[k])
+    finally:
+      for m in group.latest:
+        m.close()
+
+
+def train_iterations(protocol: Protocol, workdir: str, iterations: list[int]) -> dict[int, dict]:
+  """Trains and evaluates the iterations not yet done; returns every iteration's metrics."""
+  config = protocol.config
+  results = finished_results(workdir, iterations)
+  todo = [i for i in iterations if i not in results]
+  groups, parallel = iteration_groups(config, todo)
   if config.cv.parallel and not parallel:
     logging.warning(
       'augment.backend=albumentations runs on the host: iterations run one '
       'after another (cv.parallel ignored).'
     )
-  groups = [todo] if parallel and todo else [[i] for i in todo]
   logging.info(
     '%d iterations to train (%s), %d devices: %s',
     len(todo),
@@ -617,17 +642,31 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     jax.device_count(),
     jax.devices()[0].device_kind,
   )
-  for group_iterations in groups:
-    group = _Group(protocol, workdir, group_iterations, parallel)
-    carries = group.train()
-    for k, i in enumerate(group_iterations):
-      results[i] = finish_iteration(protocol, workdir, i, carries[k], group.histories[k])
-    for m in group.latest:
-      m.close()
-  ordered = [results[i] for i in iterations]
-  if jax.process_index() != 0:
-    return summarize(config, ordered)
-  return write_summary(config, workdir, ordered)
+
+  def finish(i, carry, history):
+    results[i] = finish_iteration(protocol, workdir, i, carry, history)
+
+  train_groups(protocol, workdir, groups, parallel, finish)
+  return results
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) the whole protocol; returns the summary."""
+  if 'gan' in config:
+    # f-AnoGAN: a GAN phase before this protocol, which then trains its encoder.
+    from uadjax import fanogan_cv
+
+    return fanogan_cv.run(config, workdir)
+  config_lib.validate(config)  # before anything is read or written
+  # The data loads (and any error in it is raised) before anything is written to the workdir.
+  protocol = Protocol(config)
+  iterations = config_lib.selected_iterations(config, len(protocol.splits))
+  with open_run(config, workdir, protocol):
+    results = train_iterations(protocol, workdir, iterations)
+    ordered = [results[i] for i in iterations]
+    if jax.process_index() != 0:
+      return summarize(config, ordered)
+    return write_summary(config, workdir, ordered)
 
 
 def format_summary(summary: dict, workdir: str) -> str:

@@ -22,6 +22,7 @@ each phase resumes from its own 'latest' checkpoints.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -31,6 +32,7 @@ from absl import logging
 from PIL import Image
 
 from uadjax import checkpoint, cv, io
+from uadjax import config as config_lib
 from uadjax.train import loop
 
 # Folded into an iteration's key for the fixed codes of the sample grids.
@@ -82,7 +84,9 @@ class _GANGroup(cv._Group):
     n_samples: images per grid.
   """
 
-  n_samples = 36
+  def __init__(self, *args, n_samples: int = 36):
+    super().__init__(*args)
+    self.n_samples = n_samples
 
   def _append_history(self, k: int, log: dict, first_epoch: int) -> None:
     super()._append_history(k, log, first_epoch)
@@ -164,54 +168,39 @@ class EncoderProtocol(cv.Protocol):
     return loop.initial_carry(state.replace(params=params, batch_stats=gan['batch_stats']))
 
 
-def _groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
-  parallel = bool(config.cv.parallel) and config.augment.backend == 'jax'
-  return ([todo] if parallel and todo else [[i] for i in todo]), parallel
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) both phases of every selected iteration; returns the summary."""
-  cv.check_config(config, workdir)
+  config_lib.validate(config)  # both phases' fields, before anything is read or written
   gan_protocol = cv.Protocol(gan_config(config))
   protocol = EncoderProtocol(config)
-  cv.save_config(config, workdir)
-  gan_dir = os.path.join(workdir, 'gan')
-  iterations = cv.selected_iterations(config, len(protocol.splits))
-  results: dict[int, dict] = {}
-  for i in iterations:
-    path = os.path.join(cv.iteration_dir(workdir, i), 'metrics.json')
-    if os.path.exists(path):
-      results[i] = io.read_json(path)
-      logging.info('Iteration %d: already done (%s).', i, path)
-  todo = [i for i in iterations if i not in results]
-  gan_done = lambda i: os.path.exists(os.path.join(cv.iteration_dir(gan_dir, i), 'gan.json'))
+  iterations = config_lib.selected_iterations(config, len(protocol.splits))
+  with cv.open_run(config, workdir, protocol):
+    gan_dir = os.path.join(workdir, 'gan')
+    results = cv.finished_results(workdir, iterations)
+    todo = [i for i in iterations if i not in results]
+    gan_done = lambda i: os.path.exists(os.path.join(cv.iteration_dir(gan_dir, i), 'gan.json'))
 
-  # Phase 1: the GANs not yet selected.
-  groups, parallel = _groups(config, [i for i in todo if not gan_done(i)])
-  for group_iterations in groups:
-    logging.info('GAN phase: iterations %s.', group_iterations)
-    group = _GANGroup(gan_protocol, gan_dir, group_iterations, parallel)
-    group.n_samples = config.gan.samples
-    carries = group.train()
-    for k, i in enumerate(group_iterations):
-      finish_gan(gan_protocol, gan_dir, i, carries[k], group.histories[k], config.gan.samples)
-    for m in group.latest:
-      m.close()
+    # Phase 1: the GANs not yet selected.
+    def finish_phase1(i, carry, history):
+      finish_gan(gan_protocol, gan_dir, i, carry, history, config.gan.samples)
 
-  # Phase 2: the encoders, from the selected GANs.
-  for i in todo:
-    best = checkpoint.restore(os.path.join(cv.iteration_dir(gan_dir, i), 'checkpoints', 'best'))
-    protocol.gan_variables[i] = {'params': best['params'], 'batch_stats': best['batch_stats']}
-  groups, parallel = _groups(config, todo)
-  for group_iterations in groups:
-    logging.info('Encoder phase (%s): iterations %s.', config.task.variant, group_iterations)
-    group = cv._Group(protocol, workdir, group_iterations, parallel)
-    carries = group.train()
-    for k, i in enumerate(group_iterations):
-      results[i] = cv.finish_iteration(protocol, workdir, i, carries[k], group.histories[k])
-    for m in group.latest:
-      m.close()
-  ordered = [results[i] for i in iterations]
-  if jax.process_index() != 0:
-    return cv.summarize(config, ordered)
-  return cv.write_summary(config, workdir, ordered)
+    groups, parallel = cv.iteration_groups(config, [i for i in todo if not gan_done(i)])
+    logging.info('GAN phase: iterations %s.', [i for g in groups for i in g])
+    make_group = functools.partial(_GANGroup, n_samples=config.gan.samples)
+    cv.train_groups(gan_protocol, gan_dir, groups, parallel, finish_phase1, make_group)
+
+    # Phase 2: the encoders, from the selected GANs.
+    for i in todo:
+      best = checkpoint.restore(os.path.join(cv.iteration_dir(gan_dir, i), 'checkpoints', 'best'))
+      protocol.gan_variables[i] = {'params': best['params'], 'batch_stats': best['batch_stats']}
+
+    def finish_phase2(i, carry, history):
+      results[i] = cv.finish_iteration(protocol, workdir, i, carry, history)
+
+    groups, parallel = cv.iteration_groups(config, todo)
+    logging.info('Encoder phase (%s): iterations %s.', config.task.variant, todo)
+    cv.train_groups(protocol, workdir, groups, parallel, finish_phase2)
+    ordered = [results[i] for i in iterations]
+    if jax.process_index() != 0:
+      return cv.summarize(config, ordered)
+    return cv.write_summary(config, workdir, ordered)

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from uadjax import checkpoint, io
+from uadjax import config as config_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
 from uadjax.train import make_task
@@ -39,7 +40,13 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise RunError(f'{workdir}: no config.json here; is this a uadjax run folder?')
-  return ml_collections.ConfigDict(io.read_json(path))
+  config = ml_collections.ConfigDict(io.read_json(path))
+  try:
+    # The same checks as at the start of a run (the model's trace aside: it trained).
+    config_lib.validate(config, check_model=False)
+  except config_lib.ConfigError as e:
+    raise RunError(f'{path}: {e}') from e
+  return config
 
 
 def finished_iterations(workdir: str) -> dict[int, dict]:

@@ -8,12 +8,21 @@ import tempfile
 from typing import Any
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def write_text(path: str, text: str) -> str:
-  """Writes `text` to `path` atomically (temporary file in the same folder, then rename)."""
+  """Writes `text` to `path` atomically (temporary file in the same folder, then rename),
+  with the permissions of any file the process creates (0666 less the umask)."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.basename(path))
   try:
+    # mkstemp creates the file 0600 (private), which would keep colleagues out of a shared run.
+    os.chmod(tmp, 0o666 & ~_umask())
     with os.fdopen(fd, 'w') as f:
       f.write(text)
     os.replace(tmp, path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging as std_logging
+import sys
 
 import jax
 from absl import logging
@@ -30,3 +32,24 @@ def setup(distributed: bool = False) -> None:
     len(devices),
     devices[0].device_kind,
   )
+
+
+@contextlib.contextmanager
+def user_errors():
+  """Ends an entry point with one line instead of a traceback where the cause is the user's
+  input (a bad config field, bad data, a busy workdir, a run folder that cannot give what was
+  asked: exit 2), and with 128 + the signal number after a clean stop (uadjax.run.stop)."""
+  from uadjax.config import ConfigError
+  from uadjax.data import DataError
+  from uadjax.inference import RunError
+  from uadjax.run.lock import WorkdirBusyError
+  from uadjax.run.stop import Stopped
+
+  try:
+    yield
+  except Stopped as e:
+    logging.warning('%s', e)
+    sys.exit(e.exit_code)
+  except (ConfigError, DataError, WorkdirBusyError, RunError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from uadjax.run import fingerprint
+
 COLUMNS = ('auc', 'accuracy', 'recall', 'precision', 'f1', 'specificity')
 HEADERS = ('AUC', 'Accuracy', 'Recall', 'Precision', 'F1', 'Specificity')
 DASH = '–'
@@ -222,13 +224,24 @@ def extra_test_markdown(summary: dict) -> str:
   return '\n'.join(lines)
 
 
-def study_row_for(config) -> str | None:
+def study_row_for(config, data_fingerprint: dict | None = None) -> str | None:
   """The study row to set beside a run's results: `config.study_row` when the config has one
-  ('' = none), else the head-CT row of its model; none for the synthetic phantoms, which the
-  study's real-data rows would mislead about."""
+  ('' = none), else the head-CT row of its model, but only beside the study's own head-CT set
+  (the run's recorded data fingerprint says which; runs that recorded none are shown it as
+  before); none for the synthetic phantoms, which the study's real-data rows would mislead
+  about.
+
+  Args:
+    config: the run's config (config.json holds its `data_fingerprint` too).
+    data_fingerprint: the fingerprint, where `config` does not hold it.
+  """
   if config.data.source == 'phantoms':
     return None
-  default = (
-    config.get('model_name') if config.get('model_name') in ('cae', 'ssae', 'fanogan') else None
-  )
-  return config.get('study_row', default) or None
+  if 'study_row' in config:
+    return config.study_row or None
+  if config.get('model_name') not in ('cae', 'ssae', 'fanogan'):
+    return None
+  recorded = data_fingerprint or config.get('data_fingerprint')
+  if fingerprint.is_study_data(recorded) is False:
+    return None
+  return config.model_name
