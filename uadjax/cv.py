@@ -124,6 +124,24 @@ def iteration_dir(workdir: str, iteration: int) -> str:
 SCHEMES = ('2x5', 'holdout')
 
 
+def warn_small_classes(splits: list[Split], labels: np.ndarray) -> None:
+  """Logs a warning where a split's validation or test set has too few abnormal images for
+  its F1 threshold and metrics to mean much (fewer than 2), or no normal image."""
+  for s in splits:
+    for side, idx in (('validation', s.val), ('test', s.test)):
+      positives = int(np.sum(labels[idx] == 1))
+      negatives = int(np.sum(labels[idx] == 0))
+      if positives < 2 or negatives < 1:
+        logging.warning(
+          'Iteration %d: its %s set has %d abnormal and %d normal images; the threshold and '
+          'F1 need at least 2 and 1.',
+          s.iteration,
+          side,
+          positives,
+          negatives,
+        )
+
+
 def make_splits(config, dataset) -> list[Split]:
   """The splits `config.cv.scheme` names: '2x5' (the head-CT study, the default) or 'holdout'
   (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`)."""
@@ -157,6 +175,7 @@ class Protocol:
     for group in self.dataset.duplicates():
       logging.info('Identical images (kept on one side of every split): %s', ', '.join(group))
     self.splits: list[Split] = make_splits(c, self.dataset)
+    warn_small_classes(self.splits, self.dataset.labels)
     self.image_shape = self.dataset.images.shape[1:]
     self.task = make_task(c)
     if getattr(self.task, 'supervised', False):

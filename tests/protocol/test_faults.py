@@ -324,3 +324,17 @@ def test_the_study_fingerprint_is_that_of_the_shared_head_ct():
   recorded = fingerprint.fingerprint(data.load(config.data), config.data)
   assert recorded['n_images'] == 200
   assert fingerprint.is_study_data(recorded)
+
+
+def test_too_few_abnormal_validation_images_are_warned_about(monkeypatch):
+  from uadjax.data.splits import Split
+
+  warnings = []
+  monkeypatch.setattr(cv.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
+  labels = np.array([0, 0, 0, 0, 1, 1, 1])
+  split = Split(3, 0, 0, np.array([0, 1]), np.array([2, 4]), np.array([3, 5, 6]))
+  cv.warn_small_classes([split], labels)
+  assert warnings == [
+    'Iteration 3: its validation set has 1 abnormal and 1 normal images; the threshold and '
+    'F1 need at least 2 and 1.'
+  ]
