@@ -3,8 +3,10 @@
 import csv
 import json
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 
 import numpy as np
 import pydicom
@@ -160,3 +162,28 @@ def test_clear_errors(tiny_run, images_dir, tmp_path):
   (resized / 'config.json').write_text(json.dumps(config))
   with pytest.raises(inference.RunError, match=r'trained on images of shape \(32, 32, 1\)'):
     predict.predict(str(resized), str(images_dir), str(tmp_path / 'o'))
+
+
+def _png_claiming(path, width, height):
+  """A 1x1 PNG whose header claims width x height: PIL checks its pixel limit on the header."""
+  Image.new('L', (1, 1)).save(path)
+  data = bytearray(path.read_bytes())
+  ihdr = b'IHDR' + struct.pack('>II', width, height) + bytes(data[24:29])
+  data[12:29] = ihdr
+  data[29:33] = struct.pack('>I', zlib.crc32(ihdr))
+  path.write_bytes(bytes(data))
+
+
+def test_an_image_over_the_pixel_limit_gets_an_error_row(tiny_run, tmp_path):
+  scans = tmp_path / 'scans'
+  scans.mkdir()
+  images, *_ = make_phantoms(1, 0, 64, seed=5)
+  Image.fromarray((images[0, ..., 0] * 255).astype(np.uint8)).save(scans / 'ok.png')
+  _png_claiming(scans / 'bomb.png', 20000, 20000)  # 4e8 pixels, over twice PIL's default
+  result = predict.predict(str(tiny_run), str(scans), str(tmp_path / 'out'), overlays=False)
+  rows = {r['file']: r for r in result['rows']}
+  assert result['n_images'] == 1 and result['n_errors'] == 1
+  assert rows['ok.png']['score'] and not rows['ok.png']['error']
+  assert rows['bomb.png']['score'] == ''
+  assert 'bomb.png: refused as a possible decompression bomb' in rows['bomb.png']['error']
+  assert '400000000 pixels' in rows['bomb.png']['error']

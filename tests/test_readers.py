@@ -87,3 +87,41 @@ def test_real_head_ct_reads_with_labels_by_id():
   assert images.shape == (200, 64, 64, 1)
   assert labels[:100].tolist() == [1] * 100 and labels[100:].tolist() == [0] * 100
   assert names[0] == '000.png' and np.isfinite(images).all()
+
+
+def _two_labelled_images(folder):
+  _write_images(folder, ['000.png', '001.png'])
+
+
+def test_label_csv_saved_as_csv_utf8_with_a_byte_order_mark(tmp_path):
+  (tmp_path / 'labels.csv').write_text('id,hemorrhage\n0,1\n1,0\n', encoding='utf-8-sig')
+  _two_labelled_images(tmp_path)
+  _, labels, names = readers.load_labelled_folder(str(tmp_path), 'labels.csv', 16)
+  assert labels.tolist() == [1, 0] and names == ['000.png', '001.png']
+
+
+def test_label_csv_that_is_not_utf8_is_named(tmp_path):
+  (tmp_path / 'labels.csv').write_bytes('id,hémorrhage\n0,1\n1,0\n'.encode('cp1252'))
+  _two_labelled_images(tmp_path)
+  with pytest.raises(DataError, match=r'labels.csv: not UTF-8 text .*CSV UTF-8'):
+    readers.load_labelled_folder(str(tmp_path), 'labels.csv', 16)
+
+
+def test_a_directory_where_an_image_is_expected_is_named(tmp_path):
+  (tmp_path / 'labels.csv').write_text('id,hemorrhage\n0,1\n5,0\n')
+  _write_images(tmp_path, ['000.png'])
+  (tmp_path / '005.png').mkdir()
+  with pytest.raises(DataError, match=r'005.png: is a directory, not an image file'):
+    readers.load_labelled_folder(str(tmp_path), 'labels.csv', 16)
+  (tmp_path / 'Good').mkdir()
+  (tmp_path / 'Good' / 'scan.jpg').mkdir()
+  with pytest.raises(DataError, match=r'Good/scan.jpg: is a directory'):
+    readers.load_class_folders(str(tmp_path), ['Good'], ['Good'], 16)
+
+
+def test_an_image_over_pils_pixel_limit_is_a_named_error(tmp_path, monkeypatch):
+  _write_images(tmp_path, ['big.png'], size=(100, 100))
+  # PIL refuses above twice MAX_IMAGE_PIXELS and warns above it.
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+  with pytest.raises(DataError, match=r'big.png: refused as a possible decompression bomb.*10000'):
+    readers.read_image(str(tmp_path / 'big.png'), 16)

@@ -89,6 +89,8 @@ def read_frames(
   Returns:
     A list of (size, size, channels) float32 arrays in [0, 1].
   """
+  if os.path.isdir(path):
+    raise DataError(f'{path}: is a directory, not an image file.')
   if not os.path.isfile(path):
     raise DataError(f'{path}: no such file.')
   if os.path.getsize(path) == 0:
@@ -101,6 +103,11 @@ def read_frames(
       draft(image, size)
       image.load()
       return [preprocess(image, size, mode)]
+  except Image.DecompressionBombError as e:
+    raise DataError(
+      f'{path}: refused as a possible decompression bomb: {e} Set PIL.Image.MAX_IMAGE_PIXELS '
+      'higher (None: no limit) before reading if the file is trusted.'
+    ) from e
   except (UnidentifiedImageError, OSError, SyntaxError) as e:
     raise DataError(f'{path}: cannot be decoded as an image ({e}).') from e
 
@@ -119,7 +126,11 @@ def read_image(
 
 
 def list_images(folder: str) -> list[str]:
-  """Image files (DICOM included) directly in `folder`, sorted by name."""
+  """Image files (DICOM included) directly in `folder`, sorted by name.
+
+  An entry with an image's name that is a directory is listed too: reading it then says so,
+  where skipping it would report a missing image.
+  """
   if not os.path.isdir(folder):
     raise DataError(f'{folder}: no such directory.')
   names = [n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)]
@@ -149,13 +160,22 @@ def read_label_csv(
 ) -> dict[int, int]:
   """Reads a Kaggle head-CT style label file: `id, hemorrhage` rows, ids padded or not.
 
+  The file is UTF-8, with or without the byte-order mark that spreadsheets write ("CSV UTF-8").
+
   Returns:
     {numeric id: label}. Header names are matched after stripping spaces.
   """
   if not os.path.isfile(path):
     raise DataError(f'{path}: label file not found.')
-  with open(path, newline='') as f:
-    rows = list(csv.reader(f))
+  try:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM, which would glue itself to 'id'.
+    with open(path, newline='', encoding='utf-8-sig') as f:
+      rows = list(csv.reader(f))
+  except UnicodeDecodeError as e:
+    raise DataError(
+      f'{path}: not UTF-8 text (byte {e.start}: {e.object[e.start : e.start + 1]!r}); '
+      'save it as "CSV UTF-8".'
+    ) from e
   if not rows:
     raise DataError(f'{path}: the label file is empty.')
   header = [h.strip() for h in rows[0]]
