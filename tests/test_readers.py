@@ -121,7 +121,36 @@ def test_a_directory_where_an_image_is_expected_is_named(tmp_path):
 
 def test_an_image_over_pils_pixel_limit_is_a_named_error(tmp_path, monkeypatch):
   _write_images(tmp_path, ['big.png'], size=(100, 100))
+  _write_images(tmp_path, ['large.png'], size=(40, 40))
   # PIL refuses above twice MAX_IMAGE_PIXELS and warns above it.
   monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
   with pytest.raises(DataError, match=r'big.png: refused as a possible decompression bomb.*10000'):
     readers.read_image(str(tmp_path / 'big.png'), 16)
+  # Between the limit and twice it: read, and said, where PIL's warning names no file.
+  frames = readers.read_file(str(tmp_path / 'large.png'), 16)
+  assert frames.warnings == [
+    [
+      '40x40 = 1600 pixels, over PIL.Image.MAX_IMAGE_PIXELS (1000): decoded anyway '
+      '(refused above twice that)'
+    ]
+  ]
+
+
+def test_blank_and_tiny_images_are_named(tmp_path, caplog):
+  (tmp_path / 'Good').mkdir()
+  (tmp_path / 'Bad').mkdir()
+  _write_images(tmp_path / 'Good', ['fine.png'])
+  _write_images(tmp_path / 'Good', ['small.png'], size=(5, 9))
+  Image.new('L', (30, 30)).save(tmp_path / 'Bad' / 'black.png')
+  Image.new('RGB', (30, 30), (200, 10, 10)).save(tmp_path / 'Bad' / 'red.png')
+  with caplog.at_level('WARNING'):
+    readers.load_class_folders(str(tmp_path), ['Good'], ['Bad'], 16)
+  assert '3 images in' in caplog.text
+  assert 'Good/small.png: 9x5 pixels, smaller than 8x8' in caplog.text
+  assert 'Bad/black.png: blank: every pixel has one value' in caplog.text
+  assert 'Bad/red.png: blank' in caplog.text and 'fine.png' not in caplog.text
+  for mode in ('gray', 'rgb'):  # one colour is blank, whether or not the colour is kept
+    assert readers.read_file(str(tmp_path / 'Bad' / 'red.png'), 16, mode=mode).warnings == [
+      ['blank: every pixel has one value']
+    ]
+  assert readers.read_file(str(tmp_path / 'Good' / 'fine.png'), 16).warnings == [[]]
