@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs.headct import cae
 from tests.conftest import requires_head_ct
@@ -61,3 +62,29 @@ def test_unknown_source_and_missing_root_are_named():
 def test_real_set_has_the_known_duplicate():
   ds = data.load(cae.get_config('tiny').data)
   assert ['188.png', '189.png'] in ds.duplicates()
+
+
+def test_identical_images_with_different_labels_name_the_files(tmp_path):
+  # All-black exports: identical whatever their label, so no split can keep them apart.
+  rng = np.random.default_rng(0)
+  for i in range(12):
+    pixels = np.zeros((20, 20), np.uint8) if i < 3 else rng.integers(0, 255, (20, 20), np.uint8)
+    Image.fromarray(pixels).save(tmp_path / f'{i:03d}.png')
+  labels = [1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+  (tmp_path / 'labels.csv').write_text(
+    'id,hemorrhage\n' + ''.join(f'{i},{label}\n' for i, label in enumerate(labels))
+  )
+  config = cae.get_config('tiny')
+  config.data.root = str(tmp_path)
+  message = (
+    r'Identical images carry different labels \(1 group\).*\n'
+    r'  blank \(one value in every pixel\): 000.png \(label 1\), 001.png \(label 0\), '
+    r'002.png \(label 0\)'
+  )
+  with pytest.raises(data.DataError, match=message):
+    data.load(config.data)
+  labels[1] = labels[2] = 1  # the same label: kept together, as any duplicates are
+  (tmp_path / 'labels.csv').write_text(
+    'id,hemorrhage\n' + ''.join(f'{i},{label}\n' for i, label in enumerate(labels))
+  )
+  assert data.load(config.data).duplicates() == [['000.png', '001.png', '002.png']]

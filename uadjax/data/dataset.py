@@ -53,17 +53,49 @@ def duplicate_groups(images: np.ndarray) -> np.ndarray:
   return groups
 
 
+def check_labels(images: np.ndarray, labels: np.ndarray, names: list[str], groups) -> None:
+  """Raises a DataError naming the files when identical images carry different labels.
+
+  One image cannot be both normal and abnormal; the usual cause is blank files (all black:
+  a failed export), which are all identical whatever their label.
+  """
+  conflicts = []
+  for g in np.unique(groups):
+    members = np.flatnonzero(groups == g)
+    if len(np.unique(labels[members])) > 1:
+      conflicts.append(members)
+  if not conflicts:
+    return
+  lines = []
+  for members in conflicts[:5]:
+    blank = float(np.ptp(images[members[0]], axis=(0, 1)).max()) == 0.0
+    shown = ', '.join(f'{names[i]} (label {labels[i]})' for i in members[:8])
+    more = f' and {len(members) - 8} more' if len(members) > 8 else ''
+    lines.append(f'{"blank (one value in every pixel): " if blank else ""}{shown}{more}')
+  more = f'\n  ... and {len(conflicts) - 5} more groups' if len(conflicts) > 5 else ''
+  raise DataError(
+    f'Identical images carry different labels ({len(conflicts)} group'
+    f'{"s" * (len(conflicts) > 1)}); check these files or fix their labels:\n  '
+    + '\n  '.join(lines)
+    + more
+  )
+
+
 def load(data_config) -> Dataset:
   """Loads the dataset that `config.data` names.
 
   `data_config.source`:
     'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
     'class_folders': one sub-folder of `root` per class (`normal_classes`, `abnormal_classes`);
-    either may hold DICOM files, windowed with `dicom_window` ((width, level) in HU, optional,
-    default the brain window);
+    either may hold DICOM files: CT ones windowed with `dicom_window` ((width, level) in HU,
+    optional, default the brain window), others read as their header says (`readers`);
     'phantoms': the built-in synthetic head CTs (`phantoms.n_normal`, `.n_abnormal`, `.seed`).
   Optional: `preprocess` ('gray' by default; `uadjax.data.preprocess.MODES`) and, for
   'class_folders', `extra_test_classes` (folders labelled 2: tested, never trained on).
+
+  Raises:
+    DataError: naming the field or the files at fault, identical images with different labels
+      among them (`check_labels`).
   """
   c = data_config
   size = int(c.image_size)
@@ -99,6 +131,8 @@ def load(data_config) -> Dataset:
     raise DataError(
       f"data.source={c.source!r}; expected 'folder_csv', 'class_folders' or 'phantoms'."
     )
-  return Dataset(
-    images=images, labels=labels, names=names, groups=duplicate_groups(images), masks=masks
-  )
+  groups = duplicate_groups(images)
+  # Here, where the file names are known: the 2x5 splits refuse the same later by group id
+  # only, and the hold-out split not at all.
+  check_labels(images, labels, names, groups)
+  return Dataset(images=images, labels=labels, names=names, groups=groups, masks=masks)
