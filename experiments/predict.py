@@ -4,8 +4,10 @@ r"""Scores new images (PNG, JPEG, DICOM; a folder, recursively) with a trained r
   python -m experiments.predict --run=runs/cae_quick --images=scans/ --out=p/ --combine=vote \
       --dicom_window=80,40 --iterations=0,4
 
-Writes OUT/predictions.csv (file, score, decision, per-iteration scores; unreadable files with
-their error) and OUT/overlays/*.png (the anomaly map over each image).
+Writes OUT/predictions.csv (file, score, decision, per-iteration scores, how a DICOM file's
+intensities were set, warnings such as a blank image; unreadable files, a directory or an image
+over PIL's pixel limit among them, with their error) and OUT/overlays/*.png (the anomaly map
+over each image).
 """
 
 from absl import app, flags, logging
@@ -23,7 +25,10 @@ _COMBINE = flags.DEFINE_enum(
 )
 _ITERATIONS = flags.DEFINE_list('iterations', [], 'Iterations to use (default: all finished).')
 _WINDOW = flags.DEFINE_list(
-  'dicom_window', [], "DICOM window as WIDTH,LEVEL in HU (default: the run's, else 80,40)."
+  'dicom_window',
+  [],
+  "CT window as WIDTH,LEVEL in HU (default: the run's, else 80,40); other modalities use their "
+  'own window, else a percentile range.',
 )
 _OVERLAYS = flags.DEFINE_bool('overlays', True, 'Write an anomaly-map overlay PNG per image.')
 flags.mark_flags_as_required(['run', 'images', 'out'])

@@ -187,3 +187,22 @@ def test_an_image_over_the_pixel_limit_gets_an_error_row(tiny_run, tmp_path):
   assert rows['bomb.png']['score'] == ''
   assert 'bomb.png: refused as a possible decompression bomb' in rows['bomb.png']['error']
   assert '400000000 pixels' in rows['bomb.png']['error']
+
+
+def test_predictions_say_how_each_dicom_was_read(tiny_run, tmp_path):
+  scans = tmp_path / 'scans'
+  scans.mkdir()
+  for name in ('CT_small.dcm', 'MR_small.dcm', 'examples_palette.dcm'):
+    shutil.copy(get_testdata_file(name, download=False), scans / name)
+  Image.new('L', (40, 40)).save(scans / 'black.png')
+  result = predict.predict(str(tiny_run), str(scans), str(tmp_path / 'out'), overlays=False)
+  with open(result['csv']) as f:
+    rows = {r['file']: r for r in csv.DictReader(f)}
+  assert {name: row['intensity'] for name, row in rows.items()} == {
+    'CT_small.dcm': 'CT window W80 L40',
+    'MR_small.dcm': 'file window W1600 L600',
+    'examples_palette.dcm': 'PALETTE COLOR -> RGB',
+    'black.png': '',
+  }
+  assert rows['black.png']['warning'] == 'blank: every pixel has one value'
+  assert rows['MR_small.dcm']['warning'] == '' and all(r['score'] for r in rows.values())

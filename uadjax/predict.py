@@ -5,15 +5,18 @@ Attributes:
   predict: scores every image under a folder with a run's models and writes the results.
 
 Every file under the folder (PNG, JPEG, ..., DICOM; recursively) is read as the run's training
-images were (DICOM: Hounsfield units, a window, then the usual preprocessing; one image per
-frame). Each selected iteration's best checkpoint scores it, and:
+images were (DICOM as its header says: CT through the run's CT window, other modalities through
+their own window or a percentile range, colour through its palette or colour space; one image
+per frame; `uadjax.data.readers`). Each selected iteration's best checkpoint scores it, and:
   'mean': the score is the mean of the iterations' scores; abnormal iff it is >= the mean of
     their thresholds (each iteration's threshold was chosen on its own validation set);
   'vote': each iteration decides with its own threshold; abnormal iff at least half of them
     say so (a tie flags the image: missing an anomaly costs more than a second look).
-A file that cannot be read gets a row with its error; the others go on. The overlay shows the
-anomaly map (the residual of the reconstruction models; a classifier's Grad-CAM for class 1,
-averaged over the iterations).
+A file that cannot be read (a directory, a broken file, one over PIL's pixel limit) gets a row
+with its error; the others go on. Each row says how a DICOM file's intensities were set
+(`intensity`) and what deserves a second look (`warning`: a blank or tiny image). The overlay
+shows the anomaly map (the residual of the reconstruction models; a classifier's Grad-CAM for
+class 1, averaged over the iterations).
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ def predict(
     out: the output folder.
     combine: 'mean' or 'vote' (see the module docstring).
     iterations: iteration indices to use (None: every finished one).
-    dicom_window: (width, level) in HU for DICOM input (default: the run's, else brain W80 L40).
+    dicom_window: (width, level) in HU for CT DICOM input (default: the run's, else brain W80
+      L40); other modalities use their own window.
     overlays: whether to write an overlay PNG per image.
 
   Returns:
@@ -74,20 +78,23 @@ def predict(
   size = int(config.data.image_size)
   window = tuple(dicom_window or config.data.get('dicom_window', readers.BRAIN_WINDOW))
 
-  names, arrays, rows_of_errors = [], [], []
+  names, arrays, notes, rows_of_errors, reads = [], [], [], [], []
   for path in files:
     rel = os.path.relpath(path, images_dir)
     try:
-      frames = readers.read_frames(path, size, window, config.data.get('preprocess', 'gray'))
+      frames = readers.read_file(path, size, window, config.data.get('preprocess', 'gray'))
     except (DataError, ValueError) as e:
       rows_of_errors.append({'file': rel, 'error': str(e)})
       logging.warning('Skipped %s', e)
       continue
-    for k, frame in enumerate(frames):
-      names.append(f'{rel}#{k}' if len(frames) > 1 else rel)
+    reads.append((rel, frames))
+    for k, frame in enumerate(frames.images):
+      names.append(f'{rel}#{k}' if len(frames.images) > 1 else rel)
       arrays.append(frame)
+      notes.append({'intensity': frames.intensity, 'warning': '; '.join(frames.warnings[k])})
+  readers.log_reads(images_dir, reads)
 
-  columns = ['file', 'score', 'threshold', 'decision', 'votes', 'error']
+  columns = ['file', 'score', 'threshold', 'decision', 'votes', 'intensity', 'warning', 'error']
   columns += [f'score_iter_{m.iteration:02d}' for m in models]
   rows = []
   if arrays:
@@ -122,6 +129,7 @@ def predict(
           'threshold': f'{threshold:.6g}' if combine == 'mean' else '',
           'decision': decision,
           'votes': f'{votes[i]}/{len(models)}',
+          **notes[i],
           'error': '',
           **{f'score_iter_{m.iteration:02d}': f'{scores[j, i]:.6g}' for j, m in enumerate(models)},
         }
