@@ -7,6 +7,10 @@ Modes, on the study's shapes (64x64, batch 30, 60 training images an iteration, 
   device_epochs  whole epochs and validations in one compiled call, one iteration;
   fold_parallel  the same, all 10 iterations at once under jax.vmap (sharded over devices).
 Throughput counts training images (validation time included, as the protocol pays it).
+
+`measure_step` times one family's train step alone (a fixed batch, no augmentation, no
+validation), for the models whose protocol `measure` does not describe well (DenseNet121 at
+224x224) and to compare families on one footing.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 
 from uadjax import cv
+from uadjax.data.preprocess import CHANNELS
+from uadjax.train import make_task
 from uadjax.train.loop import train_on_host
 
 MODES = ('host_loop', 'device_epochs', 'fold_parallel')
@@ -46,7 +54,13 @@ def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000
   config = copy.deepcopy(config)
   config.train.dtype = dtype
   config.data.source = 'phantoms'
+  if 'phantoms' not in config.data:  # configs of other data sets (fundus) have none
+    config.data.phantoms = ml_collections.ConfigDict(dict(seed=0))
   config.data.phantoms.n_normal = config.data.phantoms.n_abnormal = 100
+  if config.get('task') and config.task.get('imagenet_norm'):
+    # The phantoms are gray and ImageNet normalisation needs RGB: the classifier's first
+    # convolution then reads one channel instead of three (a small part of its work).
+    config.task.imagenet_norm = False
   config.augment.backend = 'albumentations' if mode == 'host_loop' else 'jax'
   protocol = cv.Protocol(config)
   engine = protocol.engine
@@ -106,6 +120,66 @@ def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000
     'train_images_per_s': round(rate, 1),
     'compile_s': round(compile_s, 2),
     'projected_protocol_h': round(protocol_images / rate / 3600, 2),
+  }
+
+
+def measure_step(config, dtype: str, steps: int = 50, batch_size: int | None = None) -> dict:
+  """Times `steps` train steps of one family after compilation. Returns a row.
+
+  The steps run under one `lax.scan` (as inside the device epochs) on a fixed random batch of
+  the config's image shape, so the figure is the model's own cost on the device: no data
+  movement, augmentation or validation (`measure` includes those). A supervised task (the
+  classifier) gets alternating labels and unit class weights.
+
+  Args:
+    config: any model config (its data is not read).
+    dtype: 'float32' or 'bfloat16'.
+    steps: measured steps (one compiled call; a first call warms up).
+    batch_size: images per step; default `config.train.batch_size`.
+  """
+  config = copy.deepcopy(config)
+  config.train.dtype = dtype
+  task = make_task(config)
+  size = int(config.data.image_size)
+  shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
+  bs = int(batch_size or config.train.batch_size)
+  images = jnp.asarray(np.random.default_rng(0).uniform(size=(bs, *shape)), jnp.float32)
+  labels = jnp.arange(bs, dtype=jnp.int32) % 2
+  supervised = bool(getattr(task, 'supervised', False))
+  state = task.init(jax.random.PRNGKey(0), shape)
+  keys = jax.random.split(jax.random.PRNGKey(1), steps)
+
+  def run(state, keys, images, labels):
+    def body(state, key):
+      if supervised:
+        kwargs = dict(labels=labels, class_weights=jnp.ones(2, jnp.float32))
+        state, metrics = task.train_step(state, images, key, **kwargs)
+      else:
+        state, metrics = task.train_step(state, images, key)
+      return state, metrics['loss']
+
+    return jax.lax.scan(body, state, keys)
+
+  start = time.perf_counter()
+  compiled = jax.jit(run, donate_argnums=0).lower(state, keys, images, labels).compile()
+  compile_s = time.perf_counter() - start
+  state, _ = _block(compiled(state, keys, images, labels))  # warm-up
+  start = time.perf_counter()
+  state, losses = _block(compiled(state, keys, images, labels))
+  wall = time.perf_counter() - start
+  loss = float(np.asarray(losses)[-1])
+  return {
+    'model': config.model_name,
+    'dtype': dtype,
+    'batch': bs,
+    'image': list(shape),
+    'steps': steps,
+    'params_m': round(sum(x.size for x in jax.tree.leaves(state.params)) / 1e6, 2),
+    'train_images_per_s': round(steps * bs / wall, 1),
+    'step_ms': round(wall / steps * 1e3, 3),
+    'compile_s': round(compile_s, 2),
+    'final_loss': loss,
+    'finite': bool(np.isfinite(loss)),
   }
 
 
