@@ -8,7 +8,10 @@ Running the same command again resumes an interrupted run. At the end the report
 report.md in WORKDIR/report, see experiments.report) is written, unless --noreport (the default
 follows config.cv.figures, which the :tiny variant turns off). On several hosts, start the same
 command on each with --distributed (JAX's own multi-host runtime: jax.distributed.initialize
-reads the coordinator address, process count and id from the cluster environment or its flags).
+reads the coordinator address, process count and id from the cluster environment, or from
+--coordinator_address, --num_processes and --process_id; see the README's "Several processes").
+A bad config, bad data or a busy workdir exits with status 2 and one message; SIGTERM or
+Ctrl-C saves the latest checkpoint and exits with 128 + the signal.
 """
 
 import jax
@@ -23,6 +26,20 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints and results.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False, 'Call jax.distributed.initialize().')
+_COORDINATOR = flags.DEFINE_string(
+  'coordinator_address',
+  None,
+  "With --distributed: process 0's 'host:port' (default: found by JAX in the cluster environment).",
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'With --distributed: the number of processes.'
+)
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, "With --distributed: this process's id.")
+_HEARTBEAT = flags.DEFINE_integer(
+  'heartbeat_timeout',
+  None,
+  "With --distributed: seconds before a silent process stops the others (JAX's default 100).",
+)
 _REPORT = flags.DEFINE_bool(
   'report', None, 'Write WORKDIR/report at the end (default: config.cv.figures).'
 )
@@ -31,7 +48,13 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   del argv
-  runtime.setup(distributed=_DISTRIBUTED.value)
+  runtime.setup(
+    distributed=_DISTRIBUTED.value,
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+    heartbeat_timeout_s=_HEARTBEAT.value,
+  )
   with runtime.user_errors():
     summary = cv.run(_CONFIG.value, _WORKDIR.value)
   logging.info('Results in %s', _WORKDIR.value)

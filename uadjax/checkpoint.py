@@ -17,12 +17,18 @@ import shutil
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 
 def _as_jax(tree):
   # Orbax's StandardSave takes jax arrays (not numpy scalars); python ints are fine too.
+  # With several processes every one holds the same, gathered values (the protocol gathers
+  # per-iteration results for its metrics anyway): they are saved as numpy arrays, which
+  # Orbax writes from the primary process only; a process-local jax.Array would be refused.
+  if jax.process_count() > 1:
+    return jax.tree.map(np.asarray, tree)
   return jax.tree.map(jax.numpy.asarray, tree)
 
 
@@ -75,8 +81,9 @@ class Latest:
   """The rolling 'latest' checkpoints of a training run (keeps the two most recent epochs)."""
 
   def __init__(self, directory: str, max_to_keep: int = 2):
+    self._directory = os.path.abspath(directory)
     self._manager = ocp.CheckpointManager(
-      os.path.abspath(directory),
+      self._directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
     )
 
@@ -86,6 +93,17 @@ class Latest:
 
   def save(self, epoch: int, tree: Any) -> None:
     """Saves `tree` as epoch `epoch`, and waits until it is on disk."""
+    # The epoch's folder can exist already: a save cut short (a process killed while several
+    # were writing) leaves one without its commit, and a fold-parallel group killed between
+    # its iterations' saves resumes from the last epoch all of them saved and saves the later
+    # epoch again. Either blocks Orbax's save, so it goes first (a complete one is replaced by
+    # the same values: training resumes deterministically).
+    existing = os.path.join(self._directory, str(int(epoch)))
+    if os.path.isdir(existing):
+      if jax.process_index() == 0:
+        shutil.rmtree(existing)
+      _sync(f'uadjax.checkpoint.latest.clean:{existing}')
+      self._manager.reload()
     self._manager.save(int(epoch), args=ocp.args.StandardSave(_as_jax(tree)), force=True)
     self._manager.wait_until_finished()
 

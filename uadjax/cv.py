@@ -626,6 +626,13 @@ def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
   """The iterations trained together (all at once when fold-parallel, else one by one) and
   whether that is fold-parallel."""
   parallel = bool(config.cv.parallel) and config.augment.backend == 'jax'
+  if jax.process_count() > 1 and not parallel:
+    # Several processes share the work only by sharding the iteration axis of one group.
+    raise config_lib.ConfigError(
+      f'{jax.process_count()} processes need the fold-parallel mode: cv.parallel=True and '
+      f"augment.backend='jax' (got cv.parallel={config.cv.parallel}, "
+      f'augment.backend={config.augment.backend!r}).'
+    )
   return ([todo] if parallel and todo else [[i] for i in todo]), parallel
 
 

@@ -17,11 +17,39 @@ class _QuietLibraries(std_logging.Filter):
     return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
 
 
-def setup(distributed: bool = False) -> None:
-  """Quiets library logs, initialises JAX's multi-host runtime if asked, logs the devices."""
+def setup(
+  distributed: bool = False,
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  heartbeat_timeout_s: int | None = None,
+) -> None:
+  """Quiets library logs, initialises JAX's multi-process runtime if asked, logs the devices.
+
+  Args:
+    distributed: call `jax.distributed.initialize`. With the other arguments None, JAX finds
+      the coordinator, process count and id in the cluster's environment (SLURM, Cloud TPU,
+      ...); set them to launch processes by hand (one machine, or hosts without a manager).
+    coordinator_address: 'host:port' of process 0's coordination service.
+    num_processes: how many processes take part.
+    process_id: this process's id, 0 .. num_processes - 1.
+    heartbeat_timeout_s: how long the others wait for a silent (killed) process before they
+      stop with an error (JAX's default: 100 s).
+  """
   std_logging.getLogger('absl').addFilter(_QuietLibraries())
   if distributed:
-    jax.distributed.initialize()
+    # CPU processes exchange arrays through gloo (on GPUs NCCL is used; this setting is
+    # ignored there).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    kwargs = (
+      {} if heartbeat_timeout_s is None else {'heartbeat_timeout_seconds': heartbeat_timeout_s}
+    )
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address,
+      num_processes=num_processes,
+      process_id=process_id,
+      **kwargs,
+    )
   devices = jax.devices()
   logging.info(
     'JAX %s, backend %s, process %d/%d, %d devices (%s)',
