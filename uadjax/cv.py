@@ -177,10 +177,6 @@ class Protocol:
     self.splits: list[Split] = make_splits(c, self.dataset)
     warn_small_classes(self.splits, self.dataset.labels)
     self.image_shape = self.dataset.images.shape[1:]
-    self.task = make_task(c)
-    if getattr(self.task, 'supervised', False):
-      source = classifier.weights_source(self.task.pretrained)
-      (logging.info if self.task.pretrained else logging.warning)('Classifier: %s.', source)
     bs = c.train.batch_size
     n_train = [len(s.train) for s in self.splits]
     if min(n_train) < bs:
@@ -188,6 +184,12 @@ class Protocol:
         f'An iteration has {min(n_train)} training images, fewer than '
         f'train.batch_size={bs}: no full batch.'
       )
+    # The engine runs max(steps) a epoch (smaller splits are padded and masked): the length
+    # of a learning-rate schedule.
+    self.task = make_task(c, steps_per_epoch=max(n // bs for n in n_train))
+    if getattr(self.task, 'supervised', False):
+      source = classifier.weights_source(self.task.pretrained)
+      (logging.info if self.task.pretrained else logging.warning)('Classifier: %s.', source)
     self.n_train_max = max(n_train)
     self.n_val_max = -(-max(len(s.val) for s in self.splits) // c.train.score_batch) * (
       c.train.score_batch

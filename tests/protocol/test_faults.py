@@ -78,6 +78,7 @@ def test_the_shipped_configs_are_valid():
     'configs.headct.ssae',
     'configs.headct.dagmm',
     'configs.headct.fanogan',
+    'configs.headct.intensity',
     'configs.fundus.densenet',
     'configs.fundus.fanogan',
   ):

@@ -28,6 +28,7 @@ MODEL_NAMES = {
   'fanogan': 'f-AnoGAN',
   'dagmm': 'DAGMM',
   'densenet': 'DenseNet121',
+  'intensity': 'Intensity band',
 }
 
 # Study, Part 1, "Reported test results" (head CT, mean ± std over 10 iterations). The study did
