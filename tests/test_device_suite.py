@@ -140,6 +140,12 @@ def test_stage_selection_and_budgets():
   with pytest.raises(SystemExit):
     suite.select_stages('', 'nonsense')
   assert sum(suite.BUDGETS.values()) <= 520  # with the wheel install, under 9 minutes
+  # A timed-out throughput stage lists what it did not reach, by these labels.
+  for family, mode, dtype in suite.MODE_ITEMS:
+    row = {'family': family, 'mode': mode, 'dtype': dtype}
+    assert suite.item_label(row) in suite.planned('modes', smoke=False)
+  for family, dtype in suite.STEP_ITEMS:
+    assert suite.item_label({'family': family, 'dtype': dtype}) in suite.planned('steps', False)
 
 
 def test_ratios_and_markdown_of_a_full_run():
@@ -160,6 +166,7 @@ def test_ratios_and_markdown_of_a_full_run():
       {'way': 'fast_compiled', 'way_group': 'fast', 'error': 'RuntimeError: x'},
     ],
   }
+  stages['steps'] = {'status': 'timeout', 'reason': 'guard', 'rows': [], 'not_reached': ['cae x']}
   stages['protocol_fanogan'] = {
     'status': 'timeout',
     'reason': 'stopped at its guard',
@@ -185,3 +192,4 @@ def test_ratios_and_markdown_of_a_full_run():
   assert '| device_epochs bfloat16 | fast | 900 | 300 | 3.0 |' in table
   assert 'skipped: no albumentations' in table
   assert '| fanogan | timeout | 30 | 300/5000 | 1200.0 |' in table
+  assert 'guard; not reached: cae x' in table
