@@ -23,10 +23,13 @@ STATUSES = {'ok', 'skipped', 'failed', 'timeout'}
 
 
 def _suite_module():
-  spec = importlib.util.spec_from_file_location('device_suite', SUITE)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """tools/device_suite.py as a module (tools/ is no package)."""
+  if 'device_suite' not in sys.modules:
+    spec = importlib.util.spec_from_file_location('device_suite', SUITE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules['device_suite'] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+  return sys.modules['device_suite']
 
 
 @pytest.fixture(scope='module')

@@ -24,11 +24,14 @@ time keeps what it measured. Stages, in order (`--skip` / `--only` take names or
   protocol_ssae     the same for the SSAE.
   protocol_fanogan  f-AnoGAN's GAN phase at the study's length (5000 epochs), one iteration.
 
-Guards: each stage has a budget (`--budget=modes=120,torch=60`); unused seconds pass on to the
-next stage (a stage whose budget is given explicitly gets exactly that), and the sum (`--total`,
-default the budgets of the stages that run) bounds the whole run. Outputs, in `--out` (default
-$OUT): suite.json (every figure), suite.md (the tables), summaries.md (the protocol runs'
-summaries, with the study's rows), progress.csv (their progress logs) and suite.log.
+A stage's status is 'ok', 'skipped' (with the reason: a flag, torch or the data missing, no
+time left), 'failed' (with the end of its log), 'timeout', or 'stopped' if the suite itself got
+SIGTERM. Guards: each stage has a budget (`--budget=modes=120,torch=60`); unused seconds pass on
+to the next stage (a stage whose budget is given explicitly gets exactly that), and the sum
+(`--total`, default the budgets of the stages that run) bounds the whole run. Outputs, in
+`--out` (default $OUT), rewritten after every stage: suite.json (every figure), suite.md (the
+tables), summaries.md (the protocol runs' summaries, with the study's rows), progress.csv
+(their progress logs) and suite.log.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import importlib
 import json
 import os
@@ -443,14 +447,19 @@ def guarded(cmd: list[str], guard: float, log_path: str, env: dict) -> tuple[str
   """Runs `cmd` in its own process group for at most `guard` seconds, output to `log_path`.
   Returns ('done', exit code) or ('timeout', None); a timed-out group is killed."""
   with open(log_path, 'ab') as log:
+    # Its own process group, to kill the stage with its children; not its own session, so
+    # that whatever stops this driver (the device call's time limit) stops the stage too.
     proc = subprocess.Popen(
-      cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+      cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=os.setpgrp
     )
     try:
       return 'done', proc.wait(timeout=guard)
     except subprocess.TimeoutExpired:
       _kill(proc)
       return 'timeout', None
+    except BaseException:  # the driver is stopped (SIGTERM, Ctrl-C): the stage goes too
+      _kill(proc)
+      raise
 
 
 def _log_tail(path: str, lines: int = 6) -> str:
@@ -571,7 +580,6 @@ def run_suite(args) -> dict:
   chosen, left_out = select_stages(args.only, args.skip)
   total = args.total or sum(budgets[s] for s in chosen)
   deadline = started + total
-  env = stage_env_vars(args)
   suite = {
     'argv': sys.argv[1:],
     'smoke': args.smoke,
@@ -582,16 +590,77 @@ def run_suite(args) -> dict:
   }
   results: dict = {'suite': suite, 'stages': {}}
   say(f'device suite: stages {",".join(chosen)}; total budget {total:.0f} s; work {args.work}')
+  plan = Plan(chosen, left_out, budgets, set(explicit), deadline, out)
+  previous = signal.signal(signal.SIGTERM, _stop)
+  try:
+    _run_stages(args, results, plan)
+  except Stopped as e:
+    say(f'stopped ({e}); the figures so far are written')
+    suite['stopped'] = str(e)
+    for stage in STAGES:
+      results['stages'].setdefault(
+        stage, {'status': 'skipped', 'reason': 'the suite was stopped before this stage'}
+      )
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+    suite['wall_s'] = round(time.time() - started, 1)
+    _write(results, args, out)
+  say(f'outputs in {out}: {", ".join(sorted(os.listdir(out)))}')
+  return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What the driver runs.
+
+  Attributes:
+    chosen: the stages to run, in order.
+    left_out: stage -> why it does not run.
+    budgets: stage -> seconds.
+    explicit: the stages whose budget the command line gave (no carry-over for them).
+    deadline: time.time() by which the whole run ends.
+    out: the output folder.
+  """
+
+  chosen: list
+  left_out: dict
+  budgets: dict
+  explicit: set
+  deadline: float
+  out: str
+
+
+class Stopped(Exception):
+  """The driver got SIGTERM."""
+
+
+def _stop(signum, frame):
+  raise Stopped(f'signal {signum}')
+
+
+def _write(results: dict, args, out: str) -> None:
+  # In smoke the uadjax CAE is the tiny one at 32x32, the PyTorch one the study's: no ratio.
+  results['ratios'] = [] if args.smoke else torch_ratios(results['stages'])
+  write_outputs(results, out, args.work)
+
+
+def _run_stages(args, results: dict, plan: Plan) -> None:
+  """The stages in order, each under its guard; the outputs rewritten after each."""
+  total = results['suite']['total_budget_s']
+  env = stage_env_vars(args)
   for stage in STAGES:
-    if stage not in chosen:
-      results['stages'][stage] = {'status': 'skipped', 'reason': left_out[stage]}
+    if stage not in plan.chosen:
+      results['stages'][stage] = {'status': 'skipped', 'reason': plan.left_out[stage]}
       continue
     now = time.time()
-    later = sum(budgets[s] for s in chosen[chosen.index(stage) + 1 :])
-    guard = budgets[stage] if stage in explicit else deadline - now - later - GRACE_S
-    guard = max(min(guard, deadline - now - GRACE_S), 0.0)
+    later = sum(plan.budgets[s] for s in plan.chosen[plan.chosen.index(stage) + 1 :])
+    if stage in plan.explicit:
+      guard = plan.budgets[stage]
+    else:  # its budget and what the stages before it left unused
+      guard = plan.deadline - now - later - GRACE_S
+    guard = max(min(guard, plan.deadline - now - GRACE_S), 0.0)
     entry = prepare_stage(stage, args)
-    if entry is None and guard < MIN_GUARD_S and stage not in explicit:
+    if entry is None and guard < MIN_GUARD_S and stage not in plan.explicit:
       entry = {'status': 'skipped', 'reason': f'no time left in the total budget ({total:.0f} s)'}
     if entry is not None:
       results['stages'][stage] = entry
@@ -606,6 +675,11 @@ def run_suite(args) -> dict:
     else:
       cmd = stage_args(args, stage, records_path)
     say(f'{stage}: running, guard {guard:.0f} s')
+    results['stages'][stage] = {
+      'status': 'stopped',
+      'reason': 'the suite was stopped while this stage ran',
+      'guard_s': round(guard, 1),
+    }
     start = time.time()
     outcome, code = guarded(cmd, guard, log_path, env)
     entry = collect(stage, _read_records(records_path), outcome, code, log_path)
@@ -618,12 +692,7 @@ def run_suite(args) -> dict:
       entry['not_reached'] = [i for i in planned(stage, args.smoke) if i not in done]
     results['stages'][stage] = entry
     say(f'{stage}: {entry["status"]} in {entry["wall_s"]} s' + _reason(entry))
-  # In smoke the uadjax CAE is the tiny one at 32x32, the PyTorch one the study's: no ratio.
-  results['ratios'] = [] if args.smoke else torch_ratios(results['stages'])
-  suite['wall_s'] = round(time.time() - started, 1)
-  write_outputs(results, out, args.work)
-  say(f'outputs in {out}: {", ".join(sorted(os.listdir(out)))}')
-  return results
+    _write(results, args, plan.out)  # what is measured so far comes back if the call is cut
 
 
 def planned(stage: str, smoke: bool) -> list[str]:
@@ -890,13 +959,18 @@ def write_outputs(results: dict, out: str, work: str) -> None:
   progress = []
   summaries = []
   for stage, entry in results['stages'].items():
-    for row in entry.pop('progress_rows', []):
+    for row in entry.get('progress_rows', []):
       progress.append({'stage': stage, **row})
     if entry.get('summary_md'):
       summaries.append(f'# {stage} ({entry["status"]}, {entry.get("wall_s")} s)\n\n')
-      summaries.append(entry.pop('summary_md') + '\n\n')
+      summaries.append(entry['summary_md'] + '\n\n')
+  # The summaries and progress rows go to their own files.
+  stages = {
+    s: {k: v for k, v in e.items() if k not in ('progress_rows', 'summary_md')}
+    for s, e in results['stages'].items()
+  }
   with open(os.path.join(out, 'suite.json'), 'w') as f:
-    json.dump(results, f, indent=1, default=str)
+    json.dump({**results, 'stages': stages}, f, indent=1, default=str)
   with open(os.path.join(out, 'suite.md'), 'w') as f:
     f.write(markdown(results) + '\n')
   with open(os.path.join(out, 'summaries.md'), 'w') as f:
