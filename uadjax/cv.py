@@ -390,9 +390,9 @@ class _Group:
       if stop.requested() and epoch < total:
         if last_save_epoch != epoch:
           self.save_latest(self._get(carry))
-        message = f'{label}: saved at epoch {epoch}; rerun the same command to resume.'
-        logging.warning(message)
-        raise stop.Stopped(message, stop.requested())
+        raise stop.Stopped(
+          f'{label}: saved at epoch {epoch}; rerun the same command to resume.', stop.requested()
+        )
     if start_epoch == total:  # nothing to train: restored at the end
       return carries
     return self._get(carry)
