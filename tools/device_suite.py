@@ -16,9 +16,10 @@ time keeps what it measured. Stages, in order (`--skip` / `--only` take names or
   steps             each family's train step alone (`uadjax.benchmark.measure_step`): CAE, SSAE,
                     f-AnoGAN critic step and encoder step, DAGMM, DenseNet121 at 224x224.
   layers            the CAE's ten convolutions, 'plain' vs 'fast' forms (`uadjax.profiling`).
-  torch             the same CAE in PyTorch (tools/torch_cae_bench.py with --torch_python): the
-                    study's DataLoader loop on the GPU, and AMP bf16 with the data on the GPU
-                    (torch.compile where it works); ratios uadjax / PyTorch from this run.
+  torch             the same CAE in PyTorch (tools/torch_cae_bench.py with --torch_python): AMP
+                    bf16 with the data on the GPU (eager, then torch.compile where it works), the
+                    study's DataLoader loop on the GPU, the peer script as written (CPU); ratios
+                    uadjax / PyTorch from this run.
   protocol_cae      the study's protocol of the CAE on the real head CT (5000 epochs, validation
                     every 10, the 10 iterations fold-parallel, bfloat16).
   protocol_ssae     the same for the SSAE.
