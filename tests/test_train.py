@@ -1,4 +1,5 @@
-"""Train steps and the epoch engine: learning, single compilation, parallel == sequential."""
+"""Train steps and the epoch engine: learning, single compilation, parallel == sequential, one
+program per run shape (initial state, training calls of any length, scoring of any set)."""
 
 import chex
 import jax
@@ -9,6 +10,7 @@ from tests.conftest import tiny_config
 from uadjax import cv
 from uadjax.data import phantoms
 from uadjax.train import make_task
+from uadjax.train.loop import Engine, initial_carry, score_all, score_parts_all
 
 
 def test_loss_falls_on_a_fixed_batch():
@@ -83,3 +85,82 @@ def test_fold_parallel_equals_sequential_with_uneven_splits():
     # lr-sized steps: parameters agree to a few learning rates (2e-4 each), not to 1e-6.
     chex.assert_trees_all_close(pc.state.params, sc.state.params, atol=2e-3)
     assert int(pc.epoch) == 4
+
+
+def _equal(a, b) -> bool:
+  return jax.tree.all(jax.tree.map(lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b))
+
+
+def test_initial_carry_is_one_program_with_the_eager_values():
+  protocol = cv.Protocol(tiny_config('phantoms'))
+  engine, key = protocol.engine, jax.random.PRNGKey(3)
+  carry = engine.initial_carry(key, protocol.image_shape)
+  # Compiled at -O1 (it runs once): still bit for bit what the operations give one by one.
+  assert _equal(carry, initial_carry(protocol.task.init(key, protocol.image_shape)))
+  fn = engine._compiled[('init', protocol.image_shape)]
+  engine.initial_carry(jax.random.PRNGKey(4), protocol.image_shape)
+  assert fn._cache_size() == 1
+  # Its buffers can be donated to the training call (no leaf shares another's buffer).
+  fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
+  engine.compiled_train(1, False)(carry, fold, jnp.asarray(protocol.dataset.images))
+
+
+def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
+  protocol = cv.Protocol(tiny_config('phantoms'))
+  engine = protocol.engine
+  images = jnp.asarray(protocol.dataset.images)
+  fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
+  fresh = jax.tree.map(np.asarray, protocol.initial_carry(0))
+  full = engine.compiled_train(2, False)
+  carry, logs = full(jax.tree.map(jnp.asarray, fresh), fold, images)
+  assert logs['val_auc'].shape == (2,) and logs['train_loss'].shape == (2, 2)
+  short = engine.compiled_train(1, False)
+  assert short.jitted is full.jitted and short.capacity == 2
+  carry, logs = short(carry, fold, images)
+  assert logs['val_auc'].shape == (1,) and int(carry.epoch) == 6
+  assert full.jitted._cache_size() == 1
+  # The same values as a program compiled for the shorter count, from the same state.
+  carry2, logs2 = full(jax.tree.map(jnp.asarray, fresh), fold, images)
+  exact = Engine(
+    engine.task,
+    engine.augment,
+    engine.batch_size,
+    engine.steps_per_epoch,
+    engine.uniform_steps,
+    engine.val_every,
+    engine.selection,
+    engine.score_batch,
+  ).compiled_train(1, False)
+  assert exact.capacity == 1
+  assert _equal(exact(carry2, fold, images), jax.tree.map(np.asarray, (carry, logs)))
+
+
+def test_sets_of_any_size_score_in_one_program():
+  protocol = cv.Protocol(tiny_config('phantoms'))
+  engine = protocol.engine
+  images = jnp.asarray(protocol.dataset.images)
+  variables = protocol.initial_carry(0).best
+  split = protocol.splits[0]
+  # 9, 5 and 30 images: under, under and over score_batch (16), the last batch padded.
+  for indices in (split.val, split.test[:5], np.arange(len(images))):
+    scores, maps = score_all(engine, variables, images, indices)
+    direct, direct_maps = protocol.task.score(variables, images[jnp.asarray(indices)])
+    np.testing.assert_allclose(scores, direct, rtol=1e-6)
+    assert maps.shape == direct_maps.shape
+  assert engine.compiled_outputs()._cache_size() == 1
+
+
+def test_score_parts_of_any_set_in_one_program():
+  from configs.headct import fanogan
+
+  protocol = cv.Protocol(fanogan.get_config('tiny,phantoms'))
+  engine = protocol.engine
+  images = jnp.asarray(protocol.dataset.images)
+  variables = protocol.initial_carry(0).best
+  for indices in (protocol.splits[0].test, np.arange(len(images))):
+    parts = score_parts_all(engine, variables, images, indices)
+    direct = protocol.task.score_parts(variables, images[jnp.asarray(indices)])
+    assert set(parts) == set(direct) == {'image', 'feature'}
+    for k in parts:
+      np.testing.assert_allclose(parts[k], direct[k], rtol=1e-5, atol=1e-7)
+  assert engine._compiled['score_parts']._cache_size() == 1

@@ -4,8 +4,8 @@ Attributes:
   RunError: a workdir that cannot give models (no config, no checkpoints, another image size).
   load_config: the run's `config.json` as a ConfigDict.
   finished_iterations: the iterations with a `metrics.json`, and those metrics.
-  IterationModel: one iteration's selected variables and threshold, with `score`, `reconstruct`
-    and (classifiers) `class_maps` on numpy batches.
+  IterationModel: one iteration's selected variables and threshold, with `outputs`, `score`,
+    `reconstruct` and (classifiers) `class_maps` on numpy batches.
   load_models: the `IterationModel` of every (or some) finished iteration of a run.
 
 Nothing here trains or writes: the reports and `uadjax.predict` build on it.
@@ -26,6 +26,7 @@ from uadjax import config as config_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
 from uadjax.train import make_task
+from uadjax.train.loop import outputs_fn
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.
 _NOT_VARIABLES = ('epoch', 'metric', 'image_shape')
@@ -40,7 +41,14 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise RunError(f'{workdir}: no config.json here; is this a uadjax run folder?')
-  config = ml_collections.ConfigDict(io.read_json(path))
+  record = io.read_json(path)
+  if isinstance(record.get('data_fingerprint'), dict):
+    # Its per-image digests are keyed by file name ('000.png'), which a ConfigDict refuses (a
+    # dot); a finished run's readers need only the overall digest (tables.study_row_for).
+    record['data_fingerprint'] = {
+      k: v for k, v in record['data_fingerprint'].items() if k != 'images'
+    }
+  config = ml_collections.ConfigDict(record)
   try:
     # The same checks as at the start of a run (the model's trace aside: it trained).
     config_lib.validate(config, check_model=False)
@@ -74,6 +82,9 @@ class IterationModel:
     image_shape: (h, w, c) the model was trained on.
     compiled: jitted functions shared by the iterations of a run (one compilation for all).
     batch: images per compiled call; the last batch is padded, so one compilation serves all.
+      `load_models` sets the run's `train.score_batch`: the program is then the one the run
+      scored its test sets with (`uadjax.train.loop.score_all`), read from the persistent
+      compilation cache instead of compiled again.
   """
 
   iteration: int
@@ -103,9 +114,15 @@ class IterationModel:
       outs.append(jax.tree.map(lambda x: x[:n], out))  # noqa: B023 (used at once)
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
+  def outputs(self, images: np.ndarray) -> dict:
+    """{'scores' (n,), 'maps' (n, h, w) and, when the model has one, 'reconstructions'
+    (n, h, w, c)}, float32, of (n, h, w, c) preprocessed images, from one pass of the model."""
+    return self._batched(self.compiled['outputs'], images)
+
   def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Anomaly scores (n,) and maps (n, h, w), float32, of (n, h, w, c) preprocessed images."""
-    return self._batched(self.compiled['score'], images)
+    out = self.outputs(images)
+    return out['scores'], out['maps']
 
   @property
   def can_reconstruct(self) -> bool:
@@ -114,7 +131,9 @@ class IterationModel:
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """Reconstructions (n, h, w, c) float32 of preprocessed images."""
-    return self._batched(self.compiled['reconstruct'], images)
+    if not self.can_reconstruct:
+      raise RunError('This model has no reconstruction (a classifier scores its images).')
+    return self.outputs(images)['reconstructions']
 
   @property
   def supervised(self) -> bool:
@@ -195,9 +214,9 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
   image_shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
   # The variables the config's model has at this image size, without computing them.
   expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
-  compiled = {'score': jax.jit(task.score)}
-  if hasattr(task, 'reconstruct'):
-    compiled['reconstruct'] = jax.jit(task.reconstruct)
+  # One program for scores, maps and reconstructions (their forward pass is shared).
+  compiled = {'outputs': jax.jit(outputs_fn(task))}
+  batch = int(config.train.get('score_batch', 32))
   models = []
   for i in iterations:
     path = os.path.join(workdir, f'iter_{i:02d}', 'checkpoints', 'best')
@@ -228,6 +247,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
         epoch=int(saved.get('epoch', metrics[i].get('selected_epoch', -1))),
         image_shape=image_shape,
         compiled=compiled,
+        batch=batch,
       )
     )
   return models
