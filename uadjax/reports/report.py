@@ -17,11 +17,18 @@ What is drawn, from what:
   samples.png               iter_XX/samples/*.png or samples.npy (GANs), when present
 The image figures need the run's data (config.data); when it cannot be loaded they are left out
 and report.md says why.
+
+A figure newer than every file it is drawn from is kept, not drawn again (a rerun of a finished
+run, or `experiments.report` twice): the curves and histograms read the iterations'
+metrics.json, the image figures the chosen iteration's metrics.json, its checkpoint and
+config.json (their captions are kept in `report/.image_sections.json`). Delete the report
+folder to draw everything again. The log says how long the report took.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 from absl import logging
@@ -134,6 +141,127 @@ def _cam_section(config, model, test_images, labels, scores, names, outdir):
   return path, line
 
 
+def _newest_mtime(paths) -> float:
+  """The latest modification time of the files at `paths` (folders: every file inside)."""
+  newest = 0.0
+  for path in paths:
+    if os.path.isdir(path):
+      for root, _, files in os.walk(path):
+        for f in files:
+          newest = max(newest, os.path.getmtime(os.path.join(root, f)))
+    elif os.path.exists(path):
+      newest = max(newest, os.path.getmtime(path))
+  return newest
+
+
+def _up_to_date(paths, inputs_mtime: float) -> bool:
+  """Whether every file at `paths` exists and is at least as new as the inputs."""
+  return all(os.path.exists(p) and os.path.getmtime(p) >= inputs_mtime for p in paths)
+
+
+_IMAGE_FIGURES = ('examples.png', 'anomaly_maps.png', 'extremes.png')
+_IMAGE_SECTIONS = '.image_sections.json'
+
+
+def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
+  """The image figures of the chosen iteration: draws them and returns (sections, notes), with
+  sections [(heading, file name, line)]."""
+  it = int(chosen['iteration'])
+  sections, notes = [], []
+
+  def add(heading, path, line):
+    sections.append((heading, os.path.basename(path) if path else None, line))
+
+  try:
+    model = inference.load_models(workdir, [it], config)[0]
+    test_images, masks = _test_images(config, chosen)
+  except (inference.RunError, data.DataError, FileNotFoundError) as e:
+    logging.warning('Report without image figures: %s', e)
+    return sections, [f'Image figures left out: {e}']
+  labels = np.asarray(chosen['test_labels'])
+  out = model.outputs(test_images)  # scores, maps and reconstructions in one pass
+  scores, maps = out['scores'], out['maps']
+  supervised = model.supervised
+  if supervised:
+    # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
+    maps = model.class_maps(test_images, 'gradcam')
+    notes.append(
+      'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
+      'for class 1 (abnormal), and "score" is P(class 1).'
+    )
+  recons = out.get('reconstructions')
+  saved = np.asarray(chosen['test_scores'], np.float64)
+  drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
+  if drift > 1e-3:
+    notes.append(
+      f'The restored checkpoint scores the test images up to {drift:.1%} away from '
+      'metrics.json (another device or dtype); the figures use the restored scores.'
+    )
+  threshold = model.threshold
+  names = chosen['test_names']
+  counts = metrics_lib.confusion(scores, labels, threshold)
+  add(
+    'Test images by outcome',
+    images.plot_examples(
+      test_images,
+      recons,
+      maps,
+      labels,
+      scores,
+      threshold,
+      os.path.join(outdir, 'examples.png'),
+      names=names,
+      title=f'{model_name}, iteration {label}, epoch {model.epoch}',
+    ),
+    f'Iteration {label} ({why}), epoch {model.epoch}: per outcome (TN {counts["tn"]}, '
+    f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
+    '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
+  )
+  abnormal = np.flatnonzero(labels == 1)
+  add(
+    'Anomaly maps',
+    images.plot_anomaly_maps(
+      test_images[abnormal],
+      maps[abnormal],
+      scores[abnormal],
+      threshold,
+      os.path.join(outdir, 'anomaly_maps.png'),
+      masks=None if masks is None else masks[abnormal],
+      names=[names[k] for k in abnormal],
+      title=f'{model_name}, iteration {label}: abnormal test images, highest score first',
+    ),
+    'The residual map over every abnormal test image, highest score first; red titles are '
+    'images the threshold misses'
+    + ('; the cyan outline is the true lesion.' if masks is not None else '.'),
+  )
+  add(
+    'Lowest and highest scores',
+    images.plot_extremes(
+      test_images,
+      recons,
+      maps,
+      labels,
+      scores,
+      os.path.join(outdir, 'extremes.png'),
+      names=names,
+      title=f'{model_name}, iteration {label}',
+    ),
+    'For normal and for abnormal test images, the one with the lowest and the one with the '
+    'highest score' + (', with reconstruction and difference map.' if recons is not None else '.'),
+  )
+  if supervised and config.get('cam'):
+    path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
+    add('Class-activation maps', path, line)
+  if masks is not None:
+    pixel_auc = _pixel_auc(maps[abnormal], masks[abnormal])
+    if pixel_auc is not None:
+      notes.append(
+        f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
+        f'images, iteration {label}): {pixel_auc:.3f}.'
+      )
+  return sections, notes
+
+
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
   """Writes the figures and `report.md` of a finished (or partly finished) run.
 
@@ -148,6 +276,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   Raises:
     inference.RunError: the workdir has no config or no finished iteration.
   """
+  start = time.perf_counter()
   config = inference.load_config(workdir)
   finished = inference.finished_iterations(workdir)
   if not finished:
@@ -171,135 +300,107 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   model_name = tables.model_display_name(config.get('model_name'))
 
   sections = []  # (heading, file name or None, one line of explanation)
+  counts = {'drawn': 0, 'kept': 0}
 
   def add(heading, path, line):
     sections.append((heading, os.path.basename(path) if path else None, line))
 
+  def draw(name, inputs_mtime, plot):
+    """`plot(path)` unless the figure at outdir/name is newer than its inputs."""
+    path = os.path.join(outdir, name)
+    if _up_to_date([path], inputs_mtime):
+      counts['kept'] += 1
+      return path
+    counts['drawn'] += 1
+    return plot(path)
+
+  metrics_files = [os.path.join(workdir, f'iter_{i:02d}', 'metrics.json') for i in sorted(finished)]
+  metrics_mtime = _newest_mtime(metrics_files)
   add(
     'Training',
-    figures.plot_training_curves(metrics_list, os.path.join(outdir, 'training_curves.png')),
+    draw(
+      'training_curves.png',
+      metrics_mtime,
+      lambda path: figures.plot_training_curves(metrics_list, path),
+    ),
     'Left: mean training loss per epoch (log scale), one line per iteration (normal fold g / '
     'abnormal half b). Right: validation AUC at every validation; the dot is the epoch whose '
     'checkpoint was kept and tested.',
   )
   add(
     'Threshold selection',
-    figures.plot_threshold_selection_grid(
-      metrics_list, os.path.join(outdir, 'threshold_selection.png')
+    draw(
+      'threshold_selection.png',
+      metrics_mtime,
+      lambda path: figures.plot_threshold_selection_grid(metrics_list, path),
     ),
     'Precision, recall and F1 of "score >= threshold" on each iteration\'s validation set; the '
     f'dashed line is the chosen threshold ({chosen["threshold"]["method"]}).',
   )
   add(
     'Test scores',
-    figures.plot_score_histograms(metrics_list, os.path.join(outdir, 'score_histograms.png')),
+    draw(
+      'score_histograms.png',
+      metrics_mtime,
+      lambda path: figures.plot_score_histograms(metrics_list, path),
+    ),
     'Test anomaly scores of normal (blue) and abnormal (red) images per iteration, with the '
     'threshold chosen on validation (dashed); the test AUC is in each title.',
   )
+  chosen_dir = os.path.join(workdir, f'iter_{it:02d}')
+  chosen_mtime = _newest_mtime([os.path.join(chosen_dir, 'metrics.json')])
   if chosen.get('test_score_parts'):
     add(
       'Parts of the score',
-      figures.plot_score_parts(chosen, os.path.join(outdir, 'score_parts.png')),
+      draw('score_parts.png', chosen_mtime, lambda path: figures.plot_score_parts(chosen, path)),
       f'The parts of the test score ({", ".join(chosen["test_score_parts"])}) and the total, '
       f'normal vs abnormal, iteration {label}.',
     )
 
-  notes = []
-  try:
-    model = inference.load_models(workdir, [it], config)[0]
-    test_images, masks = _test_images(config, chosen)
-  except (inference.RunError, data.DataError, FileNotFoundError) as e:
-    logging.warning('Report without image figures: %s', e)
-    notes.append(f'Image figures left out: {e}')
+  # The image figures come from the model and the data: all drawn again or all kept, with
+  # their captions (which hold the restored scores' counts) kept beside them.
+  image_inputs = _newest_mtime(
+    [
+      os.path.join(workdir, 'config.json'),
+      os.path.join(chosen_dir, 'metrics.json'),
+      os.path.join(chosen_dir, 'checkpoints', 'best'),
+    ]
+  )
+  cache_path = os.path.join(outdir, _IMAGE_SECTIONS)
+  cached = io.read_json(cache_path) if os.path.isfile(cache_path) else {}
+  kept = (
+    bool(cached.get('sections'))
+    and cached.get('iteration') == it
+    and cached.get('why') == why
+    and _up_to_date([cache_path], image_inputs)
+    and _up_to_date(
+      [os.path.join(outdir, name) for _, name, _ in cached.get('sections', []) if name],
+      image_inputs,
+    )
+  )
+  if kept:
+    image_sections, notes = [tuple(x) for x in cached['sections']], list(cached['notes'])
+    counts['kept'] += sum(1 for _, name, _ in image_sections if name)
   else:
-    labels = np.asarray(chosen['test_labels'])
-    scores, maps = model.score(test_images)
-    supervised = model.supervised
-    if supervised:
-      # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
-      maps = model.class_maps(test_images, 'gradcam')
-      notes.append(
-        'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
-        'for class 1 (abnormal), and "score" is P(class 1).'
+    image_sections, notes = _image_sections(config, workdir, chosen, label, why, model_name, outdir)
+    counts['drawn'] += sum(1 for _, name, _ in image_sections if name)
+    if image_sections:  # not when they were left out: the data may be there next time
+      io.write_json(
+        cache_path,
+        {'iteration': it, 'why': why, 'sections': image_sections, 'notes': notes},
       )
-    recons = model.reconstruct(test_images) if model.can_reconstruct else None
-    saved = np.asarray(chosen['test_scores'], np.float64)
-    drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
-    if drift > 1e-3:
-      notes.append(
-        f'The restored checkpoint scores the test images up to {drift:.1%} away from '
-        'metrics.json (another device or dtype); the figures use the restored scores.'
-      )
-    threshold = model.threshold
-    names = chosen['test_names']
-    counts = metrics_lib.confusion(scores, labels, threshold)
-    add(
-      'Test images by outcome',
-      images.plot_examples(
-        test_images,
-        recons,
-        maps,
-        labels,
-        scores,
-        threshold,
-        os.path.join(outdir, 'examples.png'),
-        names=names,
-        title=f'{model_name}, iteration {label}, epoch {model.epoch}',
-      ),
-      f'Iteration {label} ({why}), epoch {model.epoch}: per outcome (TN {counts["tn"]}, '
-      f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
-      '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
-    )
-    abnormal = np.flatnonzero(labels == 1)
-    add(
-      'Anomaly maps',
-      images.plot_anomaly_maps(
-        test_images[abnormal],
-        maps[abnormal],
-        scores[abnormal],
-        threshold,
-        os.path.join(outdir, 'anomaly_maps.png'),
-        masks=None if masks is None else masks[abnormal],
-        names=[names[k] for k in abnormal],
-        title=f'{model_name}, iteration {label}: abnormal test images, highest score first',
-      ),
-      'The residual map over every abnormal test image, highest score first; red titles are '
-      'images the threshold misses'
-      + ('; the cyan outline is the true lesion.' if masks is not None else '.'),
-    )
-    add(
-      'Lowest and highest scores',
-      images.plot_extremes(
-        test_images,
-        recons,
-        maps,
-        labels,
-        scores,
-        os.path.join(outdir, 'extremes.png'),
-        names=names,
-        title=f'{model_name}, iteration {label}',
-      ),
-      'For normal and for abnormal test images, the one with the lowest and the one with the '
-      'highest score'
-      + (', with reconstruction and difference map.' if recons is not None else '.'),
-    )
-    if supervised and config.get('cam'):
-      path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
-      add('Class-activation maps', path, line)
-    if masks is not None:
-      pixel_auc = _pixel_auc(maps[abnormal], masks[abnormal])
-      if pixel_auc is not None:
-        notes.append(
-          f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
-          f'images, iteration {label}): {pixel_auc:.3f}.'
-        )
+  sections += image_sections
   samples = _samples(workdir, it)
   if samples is not None:
     arrays, folder = samples
     add(
       'Generator samples',
-      images.plot_image_grid(
-        arrays, os.path.join(outdir, 'samples.png'), title='samples of the selected generator'
+      draw(
+        'samples.png',
+        _newest_mtime([folder]),
+        lambda path: images.plot_image_grid(
+          arrays, path, title='samples of the selected generator'
+        ),
       ),
       f'Samples of the selected generator ({os.path.relpath(folder, workdir)}).',
     )
@@ -332,4 +433,12 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
   if notes:
     lines += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
-  return io.write_text(os.path.join(outdir, 'report.md'), '\n'.join(lines))
+  path = io.write_text(os.path.join(outdir, 'report.md'), '\n'.join(lines))
+  logging.info(
+    'Report %s in %.1f s: %d figures drawn, %d kept (newer than what they show).',
+    path,
+    time.perf_counter() - start,
+    counts['drawn'],
+    counts['kept'],
+  )
+  return path
