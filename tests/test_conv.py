@@ -258,3 +258,16 @@ def test_conv2d_fast_equals_flax_conv_values_and_gradients(kernel_size, strides,
   g_plain = jax.grad(lambda v, x: loss(plain, v, x), argnums=(0, 1))(variables, x)
   for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_uadjax_conv_impl_forces_a_form_of_auto_layers(monkeypatch):
+  from uadjax.models import conv as conv_lib
+
+  monkeypatch.setenv('UADJAX_CONV_IMPL', 'plain')
+  assert conv_lib._resolve('auto') == 'plain'
+  assert conv_lib._resolve('fast') == 'fast'  # an explicit choice stays
+  monkeypatch.setenv('UADJAX_CONV_IMPL', 'fast')
+  assert conv_lib._resolve('auto') == 'fast'
+  monkeypatch.setenv('UADJAX_CONV_IMPL', 'bogus')
+  with pytest.raises(ValueError, match='UADJAX_CONV_IMPL'):
+    conv_lib._resolve('auto')

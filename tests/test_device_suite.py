@@ -79,8 +79,10 @@ def test_throughput_figures(smoke):
   (mode,) = stages['modes']['rows']
   assert mode['mode'] == 'device_epochs' and mode['train_images_per_s'] > 0
   assert mode['compile_s'] >= 0
-  (step,) = stages['steps']['rows']
-  assert step['family'] == 'densenet' and step['finite'] and step['train_images_per_s'] > 0
+  steps = stages['steps']['rows']
+  assert [r['impl'] for r in steps] == ['plain', 'fast']  # both forms of the whole model
+  for step in steps:
+    assert step['family'] == 'densenet' and step['finite'] and step['train_images_per_s'] > 0
   impls = {r['impl'] for r in stages['layers']['rows'] if 'forward_ms' in r}
   assert impls == {'plain', 'fast'}
 

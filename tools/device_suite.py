@@ -244,16 +244,22 @@ def stage_steps(records: Records, args) -> None:
   from uadjax import benchmark
 
   items = SMOKE_STEP_ITEMS if args.smoke else STEP_ITEMS
-  for family, dtype in items:
-    row = {'table': 'steps', 'family': family, 'dtype': dtype}
-    try:
-      config = family_config(family, args.smoke)
-      row.update(
-        benchmark.measure_step(config, dtype, steps=args.steps or (2 if args.smoke else 50))
-      )
-    except Exception as e:  # a failed item is recorded; the next one runs
-      row['error'] = _error(e)
-    records.emit('row', **row)
+  # Both convolution forms of the whole model (uadjax/models/conv.py reads UADJAX_CONV_IMPL
+  # when a model is traced): the gradient of XLA's transposed convolution is slow on some
+  # backends, which 'fast' avoids.
+  for impl in ('plain', 'fast'):
+    os.environ['UADJAX_CONV_IMPL'] = impl
+    for family, dtype in items:
+      row = {'table': 'steps', 'family': family, 'dtype': dtype, 'impl': impl}
+      try:
+        config = family_config(family, args.smoke)
+        row.update(
+          benchmark.measure_step(config, dtype, steps=args.steps or (2 if args.smoke else 50))
+        )
+      except Exception as e:  # a failed item is recorded; the next one runs
+        row['error'] = _error(e)
+      records.emit('row', **row)
+  os.environ.pop('UADJAX_CONV_IMPL')
 
 
 def stage_layers(records: Records, args) -> None:
@@ -850,11 +856,23 @@ def markdown(results: dict) -> str:
   if steps:
     lines += ['## Train steps alone (uadjax.benchmark.measure_step; fixed batch)', '']
     lines += _table(
-      ['model', 'dtype', 'batch', 'image', 'params M', 'img/s', 'ms/step', 'compile s', 'note'],
+      [
+        'model',
+        'dtype',
+        'conv',
+        'batch',
+        'image',
+        'params M',
+        'img/s',
+        'ms/step',
+        'compile s',
+        'note',
+      ],
       [
         [
           FAMILY_NAMES.get(r['family'], r['family']),
           r['dtype'],
+          r.get('impl', 'auto'),
           r.get('batch'),
           'x'.join(str(d) for d in r.get('image', [])),
           r.get('params_m'),

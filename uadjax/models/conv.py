@@ -32,6 +32,7 @@ is made at trace time, so a jitted step contains exactly one form.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -51,10 +52,17 @@ _THIN_OUT = 8
 
 
 def _resolve(impl: str) -> str:
-  """Maps 'auto' to 'fast' on CPU and 'plain' elsewhere; checks the name."""
+  """Maps 'auto' to 'fast' on CPU and 'plain' elsewhere, unless the environment variable
+  UADJAX_CONV_IMPL ('plain' | 'fast') says otherwise (read when a model is traced: how
+  benchmarks compare whole models in both forms); checks the name."""
   if impl not in _IMPLS:
     raise ValueError(f'impl must be one of {_IMPLS}, got {impl!r}')
   if impl == 'auto':
+    forced = os.environ.get('UADJAX_CONV_IMPL', 'auto')
+    if forced not in _IMPLS:
+      raise ValueError(f'UADJAX_CONV_IMPL must be one of {_IMPLS}, got {forced!r}')
+    if forced != 'auto':
+      return forced
     return 'fast' if jax.default_backend() == 'cpu' else 'plain'
   return impl
 
