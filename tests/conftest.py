@@ -47,14 +47,14 @@ def env_without_gpu() -> dict:
 
 @pytest.fixture(scope='session', autouse=True)
 def _compilation_cache(tmp_path_factory):
-  """One persistent XLA cache for the session: the tiny runs compile the same programs."""
-  import jax
+  """One persistent XLA cache for the session, in this process and its subprocesses (the entry
+  points read UADJAX_COMPILATION_CACHE): the tiny runs compile the same programs, and the
+  tests never write to the user's own cache folder."""
+  from uadjax import compilation_cache
 
   path = str(tmp_path_factory.mktemp('xla_cache'))
-  jax.config.update('jax_compilation_cache_dir', path)
-  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = path
-  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.5'
+  os.environ[compilation_cache.ENV] = path
+  compilation_cache.setup()
   yield
 
 

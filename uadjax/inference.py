@@ -228,7 +228,13 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
         f'({workdir}/config.json) preprocesses to {image_shape}; the checkpoint belongs to '
         'another run.'
       )
-    variables = {k: v for k, v in saved.items() if k not in _NOT_VARIABLES}
+    # Plain device arrays: restored ones carry a sharding that the compiled program would
+    # record, making it another program than the one the run scored with (no cache hit).
+    variables = {
+      k: jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), v)
+      for k, v in saved.items()
+      if k not in _NOT_VARIABLES
+    }
     common = [k for k in variables if k in expected]
     if 'params' not in common or _shapes({k: variables[k] for k in common}) != _shapes(
       {k: expected[k] for k in common}

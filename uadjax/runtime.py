@@ -9,6 +9,8 @@ import sys
 import jax
 from absl import logging
 
+from uadjax import compilation_cache
+
 
 class _QuietLibraries(std_logging.Filter):
   """Drops INFO records of Orbax (one line per file it writes) from absl's log."""
@@ -37,6 +39,7 @@ def setup(
       stop with an error (JAX's default: 100 s).
   """
   std_logging.getLogger('absl').addFilter(_QuietLibraries())
+  compilation_cache.setup()  # before anything compiles: JAX reads it at its first compile
   if distributed:
     # CPU processes exchange arrays through gloo (on GPUs NCCL is used; this setting is
     # ignored there).
