@@ -37,6 +37,15 @@ def tiny_config(*variants: str, **overrides):
   return config
 
 
+def epochs_logged(workdir) -> int:
+  """The last epoch a running protocol wrote to WORKDIR/progress.csv (0 before its first)."""
+  path = workdir / 'progress.csv'
+  if not path.exists():
+    return 0
+  rows = path.read_text().strip().splitlines()[1:]
+  return max((int(r.split(',')[2]) for r in rows), default=0)
+
+
 def env_without_gpu() -> dict:
   """The environment for subprocesses: CPU only, repository on the path."""
   env = dict(os.environ)

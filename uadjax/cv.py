@@ -56,9 +56,9 @@ from uadjax.train.loop import (
   Carry,
   Engine,
   FoldData,
-  initial_carry,
   pad,
   score_all,
+  score_parts_all,
   train_on_host,
 )
 
@@ -246,7 +246,7 @@ class Protocol:
   def initial_carry(self, iteration: int) -> Carry:
     """The untrained carry of one iteration."""
     init_key = jax.random.fold_in(self.iteration_key(iteration), 2**31 - 1)
-    return initial_carry(self.task.init(init_key, self.image_shape))
+    return self.engine.initial_carry(init_key, self.image_shape)
 
 
 class _Group:
@@ -524,8 +524,8 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   # image, so the histograms can show each.
   score_parts = getattr(protocol.task, 'score_parts', None)
   if score_parts is not None:
-    parts = jax.jit(score_parts)(variables, images[jnp.asarray(split.test)])
-    result['test_score_parts'] = {k: [float(v) for v in np.asarray(p)] for k, p in parts.items()}
+    parts = score_parts_all(protocol.engine, variables, images, split.test)
+    result['test_score_parts'] = {k: [float(v) for v in p] for k, p in parts.items()}
   return result
 
 

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import HEAD_CT, REPO, env_without_gpu, requires_head_ct, tiny_config
+from tests.conftest import (
+  HEAD_CT,
+  REPO,
+  env_without_gpu,
+  epochs_logged,
+  requires_head_ct,
+  tiny_config,
+)
 from uadjax import config as config_lib
 from uadjax import cv, io
 from uadjax.run import fingerprint, lock
@@ -186,20 +193,12 @@ _LONG = [
 ]
 
 
-def _epochs_logged(workdir) -> int:
-  path = workdir / 'progress.csv'
-  if not path.exists():
-    return 0
-  rows = path.read_text().strip().splitlines()[1:]
-  return max((int(r.split(',')[2]) for r in rows), default=0)
-
-
 def _stop_at(workdir, signum, epoch: int) -> subprocess.CompletedProcess:
   proc = subprocess.Popen(
     _entry(workdir, *_LONG), cwd=REPO, env=env_without_gpu(), stderr=subprocess.PIPE, text=True
   )
   deadline = time.time() + 240
-  while _epochs_logged(workdir) < epoch and proc.poll() is None and time.time() < deadline:
+  while epochs_logged(workdir) < epoch and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   proc.send_signal(signum)
   _, stderr = proc.communicate(timeout=240)

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, env_without_gpu
+from tests.conftest import REPO, env_without_gpu, epochs_logged
 from uadjax import io
 
 FLAGS = [
@@ -78,14 +78,6 @@ def _finish(procs, timeout=300) -> list[str]:
   return logs
 
 
-def _epochs_logged(workdir) -> int:
-  path = workdir / 'progress.csv'
-  if not path.exists():
-    return 0
-  rows = path.read_text().strip().splitlines()[1:]
-  return max((int(r.split(',')[2]) for r in rows), default=0)
-
-
 def _single(workdir, devices: int) -> dict:
   done = subprocess.run(
     [sys.executable, '-m', 'experiments.cross_validate', *FLAGS, f'--workdir={workdir}'],
@@ -104,9 +96,9 @@ def test_two_processes_a_kill_a_resume_and_one_process_agree(tmp_path):
   procs = _launch(two)
   try:
     deadline = time.time() + 240
-    while _epochs_logged(two) < 20 and procs[0].poll() is None and time.time() < deadline:
+    while epochs_logged(two) < 20 and procs[0].poll() is None and time.time() < deadline:
       time.sleep(0.05)
-    assert _epochs_logged(two) >= 20, 'the two processes did not train'
+    assert epochs_logged(two) >= 20, 'the two processes did not train'
     procs[1].send_signal(signal.SIGKILL)
     killed_at = time.time()
     logs = _finish(procs, timeout=120)
