@@ -46,6 +46,21 @@ def epochs_logged(workdir) -> int:
   return max((int(r.split(',')[2]) for r in rows), default=0)
 
 
+def cross_validate(workdir, *flags, config='configs/headct/cae.py:tiny,phantoms', env=None):
+  """`python -m experiments.cross_validate` in a subprocess (CPU only unless `env` says
+  otherwise); asserts it succeeded and returns the CompletedProcess."""
+  import subprocess
+  import sys
+
+  cmd = [sys.executable, '-m', 'experiments.cross_validate', f'--config={config}']
+  cmd += [f'--workdir={workdir}', *flags]
+  done = subprocess.run(
+    cmd, cwd=REPO, env=env or env_without_gpu(), capture_output=True, text=True, timeout=600
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
 def env_without_gpu() -> dict:
   """The environment for subprocesses: CPU only, repository on the path."""
   env = dict(os.environ)
@@ -71,20 +86,6 @@ def _compilation_cache(tmp_path_factory):
 def tiny_run(tmp_path_factory):
   """One finished tiny run on the phantoms, through the entry point with its report; shared by
   the report, compare and predict tests (training it is most of their time)."""
-  import subprocess
-  import sys
-
   workdir = tmp_path_factory.mktemp('tiny_run') / 'cae'
-  cmd = [
-    sys.executable,
-    '-m',
-    'experiments.cross_validate',
-    '--config=configs/headct/cae.py:tiny,phantoms',
-    f'--workdir={workdir}',
-    '--report',
-  ]
-  done = subprocess.run(
-    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=600
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
+  cross_validate(workdir, '--report')
   return workdir

@@ -3,14 +3,12 @@ run reading it gives what a compiling run gives) and the report that keeps up-to
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.conftest import REPO, env_without_gpu, tiny_config
+from tests.conftest import cross_validate, env_without_gpu, tiny_config
 from uadjax import compilation_cache, cv, inference
 from uadjax.reports import report
 
@@ -30,18 +28,9 @@ def test_cache_folder_default_path_and_off():
 
 
 def _run(workdir, cache, *flags):
-  env = {**env_without_gpu(), compilation_cache.ENV: str(cache)}
-  cmd = [
-    sys.executable,
-    '-m',
-    'experiments.cross_validate',
-    '--config=configs/headct/cae.py:tiny,phantoms',
-    f'--workdir={workdir}',
-    *flags,
-  ]
-  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done
+  return cross_validate(
+    workdir, *flags, env={**env_without_gpu(), compilation_cache.ENV: str(cache)}
+  )
 
 
 def _read(path):

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, env_without_gpu, requires_head_ct, tiny_config
+from tests.conftest import REPO, cross_validate, env_without_gpu, requires_head_ct, tiny_config
 from uadjax import checkpoint, cv
 
 
@@ -140,15 +140,7 @@ def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
   workdir, _ = finished_run
   env = env_without_gpu()
   env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
-  cmd = [
-    sys.executable,
-    '-m',
-    'experiments.cross_validate',
-    '--config=configs/headct/cae.py:tiny,phantoms',
-    f'--workdir={tmp_path / "multi"}',
-  ]
-  done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-3000:]
+  done = cross_validate(tmp_path / 'multi', env=env)
   assert '4 devices' in done.stderr
   for i in (0, 1):
     np.testing.assert_allclose(
