@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from uadjax import checkpoint, cv
-from uadjax.models import DAGMM, MODELS
+from uadjax import checkpoint, cv, families
+from uadjax.families import make_task
+from uadjax.models import DAGMM
 from uadjax.models import dagmm as dagmm_lib
-from uadjax.train import TASKS, make_task
 from uadjax.train.dagmm import DAGMMTask
 
 
@@ -90,7 +90,7 @@ def test_model_outputs_and_registries():
   assert out['gamma'].shape == (5, 4)
   np.testing.assert_allclose(jnp.sum(out['gamma'], axis=1), 1.0, rtol=1e-5)
   assert variables['params']['code']['kernel'].shape == (4 * 4 * 16, 3)
-  assert MODELS['dagmm'] is DAGMM and TASKS['dagmm'] is DAGMMTask
+  assert families.get('dagmm').model is DAGMM and families.get('dagmm').task is DAGMMTask
 
 
 def test_bfloat16_training_keeps_every_loss_and_score_finite():

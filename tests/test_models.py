@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from uadjax.models import CAE, MODELS
+from uadjax import families
+from uadjax.models import CAE
 
 
 def _count(tree):
@@ -51,4 +52,4 @@ def test_bfloat16_compute_keeps_float32_params_and_output():
 
 
 def test_registry_names_the_models():
-  assert MODELS['cae'] is CAE
+  assert families.get('cae').model is CAE

@@ -7,11 +7,11 @@ import numpy as np
 
 from tests.conftest import REPO
 from tests.test_models import _torch_cae_parameter_count
-from uadjax import cv
-from uadjax.models import MODELS, SSAE
+from uadjax import cv, families
+from uadjax.families import make_task
+from uadjax.models import SSAE
 from uadjax.models import ssae as ssae_lib
 from uadjax.reports import tables
-from uadjax.train import TASKS, make_task
 from uadjax.train.reconstruction import ScaleSpaceTask
 
 
@@ -106,7 +106,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 
 def test_registries_name_the_ssae():
-  assert MODELS['ssae'] is SSAE and TASKS['ssae'] is ScaleSpaceTask
+  assert families.get('ssae').model is SSAE and families.get('ssae').task is ScaleSpaceTask
 
 
 def test_tiny_protocol_end_to_end_on_phantoms(tmp_path):

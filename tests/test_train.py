@@ -9,7 +9,7 @@ import numpy as np
 from tests.conftest import tiny_config
 from uadjax import cv
 from uadjax.data import phantoms
-from uadjax.train import make_task
+from uadjax.families import make_task
 from uadjax.train.loop import Engine, initial_carry, score_all, score_parts_all
 
 

@@ -147,6 +147,16 @@ class Records:
     print(record, json.dumps(fields, default=str)[:400], flush=True)
 
 
+def family_task(name: str) -> type | None:
+  """The task class a suite row trains where it is not the family's own: 'wgan' is f-AnoGAN's
+  GAN phase (the f-AnoGAN model with its GAN task)."""
+  if name == 'wgan':
+    from uadjax.train.fanogan import WGANTask
+
+    return WGANTask
+  return None
+
+
 def family_config(name: str, smoke: bool):
   """The config of one family: the study's ('tiny' in smoke); 'wgan' is f-AnoGAN's GAN phase."""
   variant = 'tiny' if smoke else None
@@ -231,7 +241,7 @@ def stage_modes(records: Records, args) -> None:
     epochs = max(epochs // config.cv.val_every, 1) * config.cv.val_every
     row = {'table': 'modes', 'family': family, 'mode': mode, 'dtype': dtype}
     try:
-      row.update(benchmark.measure(config, mode, dtype, epochs))
+      row.update(benchmark.measure(config, mode, dtype, epochs, task_class=family_task(family)))
     except ImportError as e:  # the host loop without albumentations
       row['skipped'] = f'{mode} needs {e.name or "a package"}: {_error(e)}'
     except Exception as e:  # a failed item is recorded; the next one runs
@@ -254,7 +264,12 @@ def stage_steps(records: Records, args) -> None:
       try:
         config = family_config(family, args.smoke)
         row.update(
-          benchmark.measure_step(config, dtype, steps=args.steps or (2 if args.smoke else 50))
+          benchmark.measure_step(
+            config,
+            dtype,
+            steps=args.steps or (2 if args.smoke else 50),
+            task_class=family_task(family),
+          )
         )
       except Exception as e:  # a failed item is recorded; the next one runs
         row['error'] = _error(e)

@@ -25,7 +25,7 @@ import numpy as np
 
 from uadjax import cv
 from uadjax.data.preprocess import CHANNELS
-from uadjax.train import make_task
+from uadjax.families import make_task
 from uadjax.train.loop import train_on_host
 
 MODES = ('host_loop', 'device_epochs', 'fold_parallel')
@@ -41,7 +41,14 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
-def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000) -> dict:
+def measure(
+  config,
+  mode: str,
+  dtype: str,
+  epochs: int,
+  study_epochs: int = 5000,
+  task_class: type | None = None,
+) -> dict:
   """Times `epochs` epochs of one mode after compilation. Returns a row of the table.
 
   Args:
@@ -50,6 +57,7 @@ def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000
     dtype: 'float32' or 'bfloat16'.
     epochs: measured epochs (a multiple of config.cv.val_every).
     study_epochs: epochs of the projected full protocol.
+    task_class: another task of the family's model (f-AnoGAN's GAN phase); default its own.
   """
   config = copy.deepcopy(config)
   config.train.dtype = dtype
@@ -62,7 +70,7 @@ def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000
     # convolution then reads one channel instead of three (a small part of its work).
     config.task.imagenet_norm = False
   config.augment.backend = 'albumentations' if mode == 'host_loop' else 'jax'
-  protocol = cv.Protocol(config)
+  protocol = cv.Protocol(config, task_class=task_class)
   engine = protocol.engine
   n_iter = len(protocol.splits) if mode == 'fold_parallel' else 1
   iterations = list(range(n_iter))
@@ -123,7 +131,9 @@ def measure(config, mode: str, dtype: str, epochs: int, study_epochs: int = 5000
   }
 
 
-def measure_step(config, dtype: str, steps: int = 50, batch_size: int | None = None) -> dict:
+def measure_step(
+  config, dtype: str, steps: int = 50, batch_size: int | None = None, task_class=None
+) -> dict:
   """Times `steps` train steps of one family after compilation. Returns a row.
 
   The steps run under one `lax.scan` (as inside the device epochs) on a fixed random batch of
@@ -136,10 +146,11 @@ def measure_step(config, dtype: str, steps: int = 50, batch_size: int | None = N
     dtype: 'float32' or 'bfloat16'.
     steps: measured steps (one compiled call; a first call warms up).
     batch_size: images per step; default `config.train.batch_size`.
+    task_class: another task of the family's model (f-AnoGAN's GAN phase); default its own.
   """
   config = copy.deepcopy(config)
   config.train.dtype = dtype
-  task = make_task(config)
+  task = make_task(config, task_class=task_class)
   size = int(config.data.image_size)
   shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
   bs = int(batch_size or config.train.batch_size)

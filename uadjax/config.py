@@ -196,11 +196,11 @@ def _check_data(ck: _Checker, config) -> None:
 def _check_model(ck: _Checker, config) -> None:
   """The model builds from `config.model` / `config.task` and takes the configured images:
   `jax.eval_shape` traces its init and score on abstract arrays (nothing is computed)."""
-  from uadjax.train import TASKS
+  from uadjax import families
 
   name = _get(config, 'model_name')
-  if name not in TASKS:
-    ck.add('model_name', name, f'expected one of {tuple(sorted(TASKS))}')
+  if name not in families.FAMILIES:
+    ck.add('model_name', name, f'expected one of {tuple(sorted(families.FAMILIES))}')
     return
   if ck.problems:  # the trace below needs sane sizes and dtypes
     return
@@ -227,7 +227,7 @@ def _model_error(config, size: int) -> str | None:
   import jax.numpy as jnp
 
   from uadjax.data.preprocess import CHANNELS
-  from uadjax.train import make_task
+  from uadjax.families import make_task
 
   c = ml_collections.ConfigDict(config.to_dict())
   c.data.image_size = size

@@ -43,7 +43,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from uadjax import checkpoint, data, io
+from uadjax import checkpoint, data, families, io
 from uadjax import config as config_lib
 from uadjax.data import augment as augment_lib
 from uadjax.data.splits import Split, cross_validation_splits, holdout_split
@@ -51,7 +51,7 @@ from uadjax.evaluation import metrics as metrics_lib
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.run import lock as lock_lib
 from uadjax.run import stop
-from uadjax.train import classifier, make_task
+from uadjax.train import classifier
 from uadjax.train.loop import (
   Carry,
   Engine,
@@ -165,9 +165,12 @@ def make_splits(config, dataset) -> list[Split]:
 
 
 class Protocol:
-  """The data, splits, task and engine of one run; `run` drives it."""
+  """The data, splits, task and engine of one run; `run` drives it.
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  `task_class`: another task of the family's model than its own (a phase's: f-AnoGAN's GAN).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, task_class: type | None = None):
     self.config = config
     c = config
     self.dataset = data.load(c.data)
@@ -186,7 +189,9 @@ class Protocol:
       )
     # The engine runs max(steps) a epoch (smaller splits are padded and masked): the length
     # of a learning-rate schedule.
-    self.task = make_task(c, steps_per_epoch=max(n // bs for n in n_train))
+    self.task = families.make_task(
+      c, steps_per_epoch=max(n // bs for n in n_train), task_class=task_class
+    )
     if getattr(self.task, 'supervised', False):
       source = classifier.weights_source(self.task.pretrained)
       (logging.info if self.task.pretrained else logging.warning)('Classifier: %s.', source)
@@ -593,7 +598,13 @@ def write_summary(config, workdir: str, results: list[dict]) -> dict:
   if config.get('study_note'):
     title += f' ({config.study_note})'
   if study_model is None and fingerprint_lib.is_study_data(recorded) is False:
-    if config.get('model_name') in ('cae', 'ssae', 'fanogan') and 'study_row' not in config:
+    family = families.FAMILIES.get(config.get('model_name'))
+    if (
+      family
+      and family.study
+      and family.study.data == families.HEAD_CT
+      and ('study_row' not in config)
+    ):
       title += " (not the study's head-CT set: the study's rows are not shown)"
   if config.get('task') and 'pretrained' in config.task:
     title += f'; {classifier.weights_source(config.task.pretrained)}'

@@ -4,8 +4,9 @@
 encoder phase (task.variant, optimizer, train.epochs, cv.val_every: the study's selection by
 validation AUC, the F1 threshold, metrics.json), so its results have the layout and the reports
 of every other model. `config.gan` describes phase 1; `gan_config` turns it into an ordinary
-protocol config (model 'wgan', selection 'task': the sliced Wasserstein distance between
-generated and training images, see uadjax.evaluation.swd), trained by the same engine.
+protocol config (selection 'task': the sliced Wasserstein distance between generated and
+training images, see uadjax.evaluation.swd), trained by the same engine with the family's GAN
+task (`uadjax.train.fanogan.WGANTask`).
 
 Workdir layout, besides cv's (iter_XX/ holds the encoder phase):
   gan/iter_XX/checkpoints/latest/N   the GAN's training carry (resuming), two most recent
@@ -33,6 +34,7 @@ from PIL import Image
 
 from uadjax import checkpoint, cv, io
 from uadjax import config as config_lib
+from uadjax.train import fanogan as fanogan_tasks
 from uadjax.train import loop
 
 # Folded into an iteration's key for the fixed codes of the sample grids.
@@ -43,7 +45,6 @@ def gan_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Phase 1 as an ordinary protocol config: config.gan's values at the top level."""
   c = ml_collections.ConfigDict(config.to_dict())
   g = c.gan
-  c.model_name = 'wgan'
   c.task = g.task
   c.optimizer = g.optimizer
   c.train.epochs = g.epochs
@@ -171,7 +172,7 @@ class EncoderProtocol(cv.Protocol):
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) both phases of every selected iteration; returns the summary."""
   config_lib.validate(config)  # both phases' fields, before anything is read or written
-  gan_protocol = cv.Protocol(gan_config(config))
+  gan_protocol = cv.Protocol(gan_config(config), task_class=fanogan_tasks.WGANTask)
   protocol = EncoderProtocol(config)
   iterations = config_lib.selected_iterations(config, len(protocol.splits))
   with cv.open_run(config, workdir, protocol):

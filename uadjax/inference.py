@@ -25,7 +25,7 @@ from uadjax import checkpoint, io
 from uadjax import config as config_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
-from uadjax.train import make_task
+from uadjax.families import make_task
 from uadjax.train.loop import outputs_fn
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
-from uadjax import inference, io
+from uadjax import families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.reports import tables
 from uadjax.reports.figures import _colors, _save
@@ -90,7 +90,7 @@ def plot_roc(rows: Sequence[dict], path) -> str:
       tpr,
       color=color,
       lw=1.8,
-      label=f'{row["run"]} ({tables.model_display_name(row["model"])}): '
+      label=f'{row["run"]} ({families.display_name(row["model"])}): '
       f'AUC {auc_mean:.2f} ± {auc_std:.2f}, {row["n_iterations"]} it.',
     )
     ax.fill_between(
@@ -125,7 +125,7 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
   study_rows = []
   # The study row each run's config asks for (none for the phantoms or the fundus f-AnoGAN).
   for model in dict.fromkeys(r['study_row'] for r in rows if r['study_row']):
-    study = tables.STUDY_ROWS[model]
+    study = tables.study_row(model)
     study_rows.append(
       {
         'run': 'study',
@@ -140,7 +140,7 @@ def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:
   for r in rows + study_rows:
     cells = (
       r['run'],
-      tables.model_display_name(r['model']),
+      families.display_name(r['model']),
       str(r['n_iterations']),
       *(tables.format_mean_std(r[k], r['n_iterations']) for k in METRICS),
     )

@@ -34,7 +34,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from uadjax import data, inference, io
+from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.reports import figures, images, tables
 
@@ -297,7 +297,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   if chosen.get('normal_fold') is not None:
     label += f' (g/b {chosen.get("normal_fold")}/{chosen.get("abnormal_half")})'
   why = 'the median test AUC' if iteration is None else 'chosen'
-  model_name = tables.model_display_name(config.get('model_name'))
+  model_name = families.display_name(config.get('model_name'))
 
   sections = []  # (heading, file name or None, one line of explanation)
   counts = {'drawn': 0, 'kept': 0}

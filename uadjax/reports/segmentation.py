@@ -24,9 +24,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from uadjax import data, inference, io
+from uadjax import data, families, inference, io
 from uadjax.evaluation import segmentation
-from uadjax.reports.tables import model_display_name
 
 DPI = 120
 METRICS = ('pixel_auroc', 'best_dice')
@@ -135,7 +134,7 @@ def plot_segmentation_examples(results: Mapping[str, dict], path: str, n_example
       ('lesion mask', dataset.masks[i], 'gray'),
     ]
     for label, r in results.items():
-      name = model_display_name(r['model'])
+      name = families.display_name(r['model'])
       title = label if label == name else f'{name} ({label})'
       panels.append((title, r['maps'][it][1][k], 'magma'))
     for col, (title, image, cmap) in enumerate(panels):

@@ -1,9 +1,8 @@
 """Markdown tables of a cross-validation run, next to the study's published numbers.
 
+The study's rows and the models' display names are the families' (`uadjax.families`).
+
 Attributes:
-  STUDY_ROWS: the study's test results: head CT (mean and std over its 10 iterations) and the
-    fundus classifier (one split).
-  MODEL_NAMES: display names of the models, keyed like the model registry.
   summary_markdown: the run's summary as a table in the study's layout, optionally with the
     study's row for comparison and a per-iteration table.
   extra_test_markdown: the test-only class (DRIMDB's outliers) against the test normals.
@@ -16,68 +15,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from uadjax import families
 from uadjax.run import fingerprint
 
 COLUMNS = ('auc', 'accuracy', 'recall', 'precision', 'f1', 'specificity')
 HEADERS = ('AUC', 'Accuracy', 'Recall', 'Precision', 'F1', 'Specificity')
 DASH = '–'
 
-MODEL_NAMES = {
-  'cae': 'CAE',
-  'ssae': 'SSAE',
-  'fanogan': 'f-AnoGAN',
-  'dagmm': 'DAGMM',
-  'densenet': 'DenseNet121',
-  'intensity': 'Intensity band',
-}
 
-# Study, Part 1, "Reported test results" (head CT, mean ± std over 10 iterations). The study did
-# not report specificity.
-STUDY_ROWS = {
-  'cae': {
-    'auc': (0.78, 0.09),
-    'accuracy': (0.74, 0.04),
-    'recall': (0.93, 0.05),
-    'precision': (0.77, 0.04),
-    'f1': (0.84, 0.02),
-  },
-  'ssae': {
-    'auc': (0.81, 0.08),
-    'accuracy': (0.80, 0.02),
-    'recall': (0.88, 0.02),
-    'precision': (0.84, 0.03),
-    'f1': (0.86, 0.01),
-  },
-  'fanogan': {
-    'auc': (0.87, 0.06),
-    'accuracy': (0.86, 0.02),
-    'recall': (0.93, 0.02),
-    'precision': (0.88, 0.01),
-    'f1': (0.91, 0.01),
-  },
-  # Study, Part 2: the supervised classifier on its (private) UWF fundus set, one split, so
-  # no std. Another data set than DRIMDB: a reference, not a target.
-  'densenet': {
-    'auc': (0.86, None),
-    'accuracy': (0.75, None),
-    'recall': (0.66, None),
-    'precision': (0.63, None),
-    'f1': (0.64, None),
-    'specificity': (0.80, None),
-  },
-}
-
-
-def _model_key(name: str) -> str:
-  """'f-AnoGAN', 'f_anogan', 'FANOGAN' -> 'fanogan'; the registry's spelling."""
-  return ''.join(c for c in str(name).lower() if c.isalnum())
-
-
-def model_display_name(name: str | None) -> str:
-  """The study's spelling of a model name ('fanogan' -> 'f-AnoGAN'); unknown names unchanged."""
-  if not name:
-    return 'this run'
-  return MODEL_NAMES.get(_model_key(name), str(name))
+def study_row(name: str) -> dict:
+  """{metric: (mean, std or None)} of the study's row of a family ('f-AnoGAN' spellings too)."""
+  key = ''.join(c for c in str(name).lower() if c.isalnum())
+  family = families.FAMILIES.get(key)
+  if family is None or family.study is None:
+    known = sorted(n for n, f in families.FAMILIES.items() if f.study is not None)
+    raise ValueError(f'No study row for {name!r}; expected one of {known}.')
+  return family.study.metrics
 
 
 def _number(value) -> str:
@@ -173,7 +126,7 @@ def summary_markdown(
     ValueError: `study_model` is not one of the study's head-CT models.
   """
   metrics = summary.get('metrics') or {}
-  model = model_display_name(summary.get('model'))
+  model = families.display_name(summary.get('model'))
   n = _iteration_count(summary)
   lines = []
   if title:
@@ -184,12 +137,14 @@ def summary_markdown(
     _row((f'{model} (uadjax)', *(format_mean_std(metrics.get(k), n) for k in COLUMNS))),
   ]
   if study_model is not None:
-    key = _model_key(study_model)
-    if key not in STUDY_ROWS:
-      raise ValueError(f'No study row for {study_model!r}; expected one of {sorted(STUDY_ROWS)}.')
-    study = STUDY_ROWS[key]
+    study = study_row(study_model)
     lines.append(
-      _row((f'{MODEL_NAMES[key]} (study)', *(format_mean_std(study.get(k)) for k in COLUMNS)))
+      _row(
+        (
+          f'{families.display_name(study_model)} (study)',
+          *(format_mean_std(study.get(k)) for k in COLUMNS),
+        )
+      )
     )
   if n == 1:
     note = 'Test metrics of one iteration (one split: no std). Positive class = abnormal.'
@@ -240,7 +195,8 @@ def study_row_for(config, data_fingerprint: dict | None = None) -> str | None:
     return None
   if 'study_row' in config:
     return config.study_row or None
-  if config.get('model_name') not in ('cae', 'ssae', 'fanogan'):
+  family = families.FAMILIES.get(config.get('model_name'))
+  if family is None or family.study is None or family.study.data != families.HEAD_CT:
     return None
   recorded = data_fingerprint or config.get('data_fingerprint')
   if fingerprint.is_study_data(recorded) is False:

@@ -1,0 +1,195 @@
+"""The one registry of model families: `config.model_name` -> what trains, scores and reports it.
+
+A family is its model (a Flax module built from `config.model`), its task (the pure train and
+score functions built from `config.task`, `uadjax.train.task.Task`), the name the study and the
+reports spell it with, the study's published row where there is one, and the phases that run
+before its scored one (f-AnoGAN: the GAN, then the encoder that is scored). Everything that
+dispatches on a model name reads it here: the config check, the protocol, restoring a run, the
+reports.
+
+Adding a family: write its model and its task, add a `Family` below, a config file and a test;
+the protocol, the reports and predict need no edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from uadjax.models import CAE, DAGMM, SSAE, DenseNet, FAnoGAN, IntensityHistogram
+from uadjax.train import fanogan as fanogan_tasks
+from uadjax.train.classifier import ClassifierTask
+from uadjax.train.dagmm import DAGMMTask
+from uadjax.train.intensity import IntensityTask
+from uadjax.train.reconstruction import ReconstructionTask, ScaleSpaceTask
+from uadjax.train.state import make_optimizer
+
+# The study, Part 1, "Reported test results" (head CT, mean ± std over 10 iterations; no
+# specificity reported), and Part 2 (the classifier on its private UWF fundus set, one split:
+# no std).
+HEAD_CT = 'head_ct'
+UWF_FUNDUS = 'uwf_fundus'
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRow:
+  """A row of the study's results table.
+
+  Attributes:
+    data: which of the study's data sets it is of (HEAD_CT is shown beside runs on the study's
+      head-CT set by default; UWF_FUNDUS only where a config's `study_row` asks for it).
+    metrics: {metric: (mean, std or None)}.
+  """
+
+  data: str
+  metrics: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One model family.
+
+  Attributes:
+    name: its `config.model_name`.
+    display: its name in tables and titles (the study's spelling).
+    model: the Flax module class; `config.model` holds its keyword arguments.
+    task: the task class; `config.task` holds its keyword arguments.
+    study: the study's row, or None.
+    phases: the phases trained before the scored one (`uadjax.protocol.phases.Phase`), in order.
+  """
+
+  name: str
+  display: str
+  model: type
+  task: type
+  study: StudyRow | None = None
+  phases: tuple = ()
+
+
+FAMILIES: dict[str, Family] = {
+  f.name: f
+  for f in (
+    Family(
+      'cae',
+      'CAE',
+      CAE,
+      ReconstructionTask,
+      StudyRow(
+        HEAD_CT,
+        {
+          'auc': (0.78, 0.09),
+          'accuracy': (0.74, 0.04),
+          'recall': (0.93, 0.05),
+          'precision': (0.77, 0.04),
+          'f1': (0.84, 0.02),
+        },
+      ),
+    ),
+    Family(
+      'ssae',
+      'SSAE',
+      SSAE,
+      ScaleSpaceTask,
+      StudyRow(
+        HEAD_CT,
+        {
+          'auc': (0.81, 0.08),
+          'accuracy': (0.80, 0.02),
+          'recall': (0.88, 0.02),
+          'precision': (0.84, 0.03),
+          'f1': (0.86, 0.01),
+        },
+      ),
+    ),
+    Family(
+      'fanogan',
+      'f-AnoGAN',
+      FAnoGAN,
+      fanogan_tasks.EncoderTask,
+      StudyRow(
+        HEAD_CT,
+        {
+          'auc': (0.87, 0.06),
+          'accuracy': (0.86, 0.02),
+          'recall': (0.93, 0.02),
+          'precision': (0.88, 0.01),
+          'f1': (0.91, 0.01),
+        },
+      ),
+    ),
+    # The study: "did not work on this dataset", no numbers.
+    Family('dagmm', 'DAGMM', DAGMM, DAGMMTask),
+    # The fundus study's supervised classifier (DenseNet121); its row is of another data set
+    # than DRIMDB: a reference, not a target.
+    Family(
+      'densenet',
+      'DenseNet121',
+      DenseNet,
+      ClassifierTask,
+      StudyRow(
+        UWF_FUNDUS,
+        {
+          'auc': (0.86, None),
+          'accuracy': (0.75, None),
+          'recall': (0.66, None),
+          'precision': (0.63, None),
+          'f1': (0.64, None),
+          'specificity': (0.80, None),
+        },
+      ),
+    ),
+    # No training: the fraction of brain pixels in a band of intensities (a baseline).
+    Family('intensity', 'Intensity band', IntensityHistogram, IntensityTask),
+  )
+}
+
+
+def get(name) -> Family:
+  """The family of `config.model_name`; a ValueError naming the known ones otherwise."""
+  if name not in FAMILIES:
+    raise ValueError(f'model_name={name!r}; expected one of {tuple(sorted(FAMILIES))}.')
+  return FAMILIES[name]
+
+
+def display_name(name) -> str:
+  """The study's spelling of a model name ('fanogan', 'f-AnoGAN', 'F_ANOGAN' -> 'f-AnoGAN');
+  unknown names unchanged, 'this run' for none."""
+  if not name:
+    return 'this run'
+  key = ''.join(c for c in str(name).lower() if c.isalnum())
+  return FAMILIES[key].display if key in FAMILIES else str(name)
+
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """`train.dtype`: 'float32', 'bfloat16', or 'auto' (bfloat16 on GPU/TPU, float32 on CPU)."""
+  if name == 'auto':
+    return jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16
+  if name not in DTYPES:
+    raise ValueError(f"train.dtype={name!r}; expected 'auto', 'float32' or 'bfloat16'.")
+  return DTYPES[name]
+
+
+def make_task(config, steps_per_epoch: int = 1, task_class: type | None = None):
+  """The task (model + optimiser + step and score functions) that `config` describes.
+
+  Args:
+    config: a run's (or a phase's) config: `model_name`, `model`, `task`, `optimizer`, `train`.
+    steps_per_epoch: the length of a learning-rate schedule's epoch (`optimizer.schedule`) and
+      of a task that counts epochs (the intensity baseline); a restored model needs none.
+    task_class: another task of the family's model (a phase's: f-AnoGAN's GAN); default the
+      family's own.
+  """
+  family = get(config.model_name)
+  task_class = task_class or family.task
+  model = family.model(**config.model.to_dict(), dtype=compute_dtype(config.train.dtype))
+  task_kwargs = config.task.to_dict() if 'task' in config else {}
+  tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.epochs)
+  if 'steps_per_epoch' in {f.name for f in dataclasses.fields(task_class)}:
+    # A task whose steps depend on the epoch (the intensity baseline) declares this field.
+    task_kwargs['steps_per_epoch'] = steps_per_epoch
+  return task_class(model=model, tx=tx, **task_kwargs)
