@@ -18,7 +18,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from uadjax import cv, runtime
+from uadjax import protocol, runtime
 from uadjax.reports import write_report
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -56,12 +56,12 @@ def main(argv):
     heartbeat_timeout_s=_HEARTBEAT.value,
   )
   with runtime.user_errors():
-    summary = cv.run(_CONFIG.value, _WORKDIR.value)
+    summary = protocol.run(_CONFIG.value, _WORKDIR.value)
   logging.info('Results in %s', _WORKDIR.value)
   report = _CONFIG.value.cv.figures if _REPORT.value is None else _REPORT.value
   if report and jax.process_index() == 0:
     logging.info('Report: %s', write_report(_WORKDIR.value))
-  print(cv.format_summary(summary, _WORKDIR.value))
+  print(protocol.format_summary(summary, _WORKDIR.value))
 
 
 if __name__ == '__main__':

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO, cross_validate, env_without_gpu, requires_head_ct, tiny_config
-from uadjax import checkpoint, cv
+from uadjax import checkpoint, protocol
 
 
 def _cli(workdir, *flags):
@@ -87,7 +87,7 @@ def test_a_different_config_in_the_same_workdir_is_refused(finished_run):
   workdir, _ = finished_run
   config = tiny_config('phantoms', **{'optimizer.learning_rate': 1.0})
   with pytest.raises(ValueError, match='optimizer.learning_rate'):
-    cv.run(config, str(workdir))
+    protocol.run(config, str(workdir))
 
 
 RESTORE_SCRIPT = """
@@ -150,7 +150,7 @@ def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
 
 def test_host_loop_with_albumentations_runs(tmp_path):
   config = tiny_config('phantoms', **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
-  summary = cv.run(config, str(tmp_path / 'host'))
+  summary = protocol.run(config, str(tmp_path / 'host'))
   assert summary['n_iterations'] == 1 and 0 <= summary['metrics']['auc']['mean'] <= 1
 
 
@@ -158,7 +158,7 @@ def test_host_loop_with_albumentations_runs(tmp_path):
 def test_tiny_protocol_on_the_real_head_ct(tmp_path):
   config = tiny_config()
   assert config.data.source == 'folder_csv' and config.data.root.endswith('head_ct')
-  summary = cv.run(config, str(tmp_path / 'real'))
+  summary = protocol.run(config, str(tmp_path / 'real'))
   assert summary['n_iterations'] == 2
   m = json.loads((tmp_path / 'real' / 'iter_00' / 'metrics.json').read_text())
   assert m['n_train'] == 60 and m['n_val'] == 70 and m['n_test'] == 70
@@ -167,5 +167,5 @@ def test_tiny_protocol_on_the_real_head_ct(tmp_path):
 def test_bad_data_root_fails_before_writing_anything(tmp_path):
   config = tiny_config(**{'data.root': str(tmp_path / 'missing')})
   with pytest.raises(Exception, match='missing'):
-    cv.run(config, str(tmp_path / 'work'))
+    protocol.run(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work').exists()

@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from uadjax import checkpoint, cv, families
+from uadjax import checkpoint, families, protocol
 from uadjax.families import make_task
 from uadjax.models import DAGMM
 from uadjax.models import dagmm as dagmm_lib
 from uadjax.train.dagmm import DAGMMTask
+from uadjax.train.task import Batch
 
 
 def _config(*variants, **overrides):
@@ -104,7 +105,7 @@ def test_bfloat16_training_keeps_every_loss_and_score_finite():
   def run(state):
     def step(state, i):
       batch = jax.lax.dynamic_slice_in_dim(images, (i % 4) * 10, 10)
-      state, metrics = task.train_step(state, batch, jax.random.PRNGKey(i))
+      state, metrics = task.train_step(state, Batch.of(batch), jax.random.PRNGKey(i))
       return state, metrics['loss']
 
     return jax.lax.scan(step, state, jnp.arange(300))
@@ -151,9 +152,9 @@ def _check_run(workdir, summary):
 
 def test_tiny_protocol_end_to_end_sequential(tmp_path):
   workdir = tmp_path / 'dagmm'
-  _check_run(workdir, cv.run(_config('phantoms', **{'cv.parallel': False}), str(workdir)))
+  _check_run(workdir, protocol.run(_config('phantoms', **{'cv.parallel': False}), str(workdir)))
 
 
 def test_tiny_protocol_end_to_end_fold_parallel(tmp_path):
   workdir = tmp_path / 'dagmm_parallel'
-  _check_run(workdir, cv.run(_config('phantoms', **{'cv.parallel': True}), str(workdir)))
+  _check_run(workdir, protocol.run(_config('phantoms', **{'cv.parallel': True}), str(workdir)))

@@ -14,6 +14,7 @@ import pytest
 from uadjax.evaluation.swd import sliced_wasserstein
 from uadjax.models.fanogan import FAnoGAN
 from uadjax.train import fanogan as fg
+from uadjax.train.task import Batch
 
 SIZE, LATENT = 16, 8
 
@@ -76,7 +77,7 @@ def test_critic_step_raises_the_wasserstein_estimate_and_generator_every_n_criti
     return float(jnp.mean(d(fg.to_gan(images))) - jnp.mean(d(fake)))
 
   g0 = state.params['generator']
-  new, metrics = step(state, images, key)
+  new, metrics = step(state, Batch.of(images), key)
   assert gap(new) > gap(state) and np.isfinite(float(metrics['loss']))
   # Steps 1 and 2 leave the generator alone; step 3 (n_critic) updates it.
   same = lambda a, b: all(jax.tree.leaves(jax.tree.map(jnp.array_equal, a, b)))
@@ -99,7 +100,7 @@ def test_encoder_training_leaves_generator_and_critic_bit_identical(variant):
   stats = jax.tree.map(np.asarray, state.batch_stats)
   step = jax.jit(task.train_step)
   for i in range(3):
-    state, _ = step(state, _images(6), jax.random.PRNGKey(i))
+    state, _ = step(state, Batch.of(_images(6)), jax.random.PRNGKey(i))
   after = (state.params['generator'], state.params['critic'])
   for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
     assert np.array_equal(a, np.asarray(b))
@@ -122,7 +123,7 @@ def test_ziz_lowers_latent_error_on_a_fixed_set():
   start = error(state)
   step = jax.jit(task.train_step)
   for i in range(30):
-    state, _ = step(state, _images(16), jax.random.PRNGKey(i))
+    state, _ = step(state, Batch.of(_images(16)), jax.random.PRNGKey(i))
   assert error(state) < 0.9 * start
 
 
@@ -154,10 +155,10 @@ def _tiny(**overrides):
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
-  from uadjax import cv
+  from uadjax import protocol
 
   workdir = tmp_path_factory.mktemp('fanogan') / 'run'
-  cv.run(_tiny(), str(workdir))
+  protocol.run(_tiny(), str(workdir))
   return workdir
 
 
@@ -180,7 +181,7 @@ def test_two_phases_write_gan_and_encoder_results(tiny_run):
 
 
 def test_rerun_resumes_the_encoder_phase(tiny_run, tmp_path):
-  from uadjax import cv
+  from uadjax import protocol
 
   resumed = tmp_path / 'resumed'
   shutil.copytree(tiny_run, resumed)
@@ -190,7 +191,7 @@ def test_rerun_resumes_the_encoder_phase(tiny_run, tmp_path):
   shutil.rmtree(it1 / 'checkpoints' / 'latest' / '4')
   os.remove(resumed / 'summary.json')
   gan_before = (resumed / 'gan' / 'iter_01' / 'gan.json').read_text()
-  cv.run(_tiny(), str(resumed))
+  protocol.run(_tiny(), str(resumed))
   before = json.loads((tiny_run / 'iter_01' / 'metrics.json').read_text())
   after = json.loads((resumed / 'iter_01' / 'metrics.json').read_text())
   assert after['history']['epoch'] == [1, 2, 3, 4]

@@ -15,12 +15,14 @@ from PIL import Image
 from configs.fundus import densenet as densenet_config
 from configs.fundus import fanogan as fanogan_config
 from tests.conftest import SHARED_DATA
-from uadjax import cv, fanogan_cv, inference, predict
+from uadjax import inference, predict
+from uadjax import protocol as protocol_lib
 from uadjax.data import preprocess, readers, splits
 from uadjax.evaluation import cam, metrics
 from uadjax.models import DenseNet
 from uadjax.reports import write_report
-from uadjax.train import classifier
+from uadjax.train import classifier, fanogan_phase
+from uadjax.train.task import Batch
 
 DRIMDB = SHARED_DATA / 'drimdb'
 requires_drimdb = pytest.mark.skipif(
@@ -122,7 +124,8 @@ def test_holdout_split_fractions_groups_and_the_test_only_class():
 def test_weighted_cross_entropy_is_torchs_weighted_mean():
   logits = jnp.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
   labels = jnp.array([0, 1, 1])
-  w = jnp.array([0.5, 2.0])
+  class_weights = jnp.array([0.5, 2.0])
+  w = class_weights[labels]  # each sample's class weight
   p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
   nll = -np.log(p[np.arange(3), labels])
   expected = (0.5 * nll[0] + 2 * nll[1] + 2 * nll[2]) / (0.5 + 2 + 2)
@@ -132,9 +135,8 @@ def test_weighted_cross_entropy_is_torchs_weighted_mean():
   # The validation loss recomputed from P(class 1) equals the loss of the logits.
   scores = jax.nn.softmax(logits)[:, 1]
   task = classifier.ClassifierTask(model=None, tx=None)
-  assert float(task.validation_loss(scores, labels, jnp.ones(3, bool), w)) == pytest.approx(
-    expected, rel=1e-5
-  )
+  loss = task.validation_loss(scores, labels, jnp.ones(3, bool), class_weights)
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
 
 
 def test_classifier_step_learns_a_fixed_batch():
@@ -144,7 +146,7 @@ def test_classifier_step_learns_a_fixed_batch():
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 3))
   y = jnp.array([0, 1] * 4)
   x = x.at[y == 1, :8, :8].set(1.0)  # class 1 carries a bright corner
-  step = jax.jit(lambda s, k: task.train_step(s, x, k, labels=y, class_weights=jnp.ones(2)))
+  step = jax.jit(lambda s, k: task.train_step(s, Batch.of(x, labels=y), k))
   losses = []
   for i in range(25):
     state, m = step(state, jax.random.PRNGKey(i))
@@ -165,7 +167,7 @@ def test_fixed_threshold_and_unknown_method():
 def test_two_channel_sample_grid_is_red_and_green(tmp_path):
   x = np.zeros((4, 8, 8, 2), np.float32)
   x[..., 0] = 1.0
-  path = fanogan_cv.write_grid(str(tmp_path / 'grid.png'), x)
+  path = fanogan_phase.write_grid(str(tmp_path / 'grid.png'), x)
   with Image.open(path) as im:
     assert im.mode == 'RGB'
     pixel = np.asarray(im)[3, 3]
@@ -173,7 +175,7 @@ def test_two_channel_sample_grid_is_red_and_green(tmp_path):
 
 
 def _run(config, workdir):
-  summary = cv.run(config, str(workdir))
+  summary = protocol_lib.run(config, str(workdir))
   write_report(str(workdir))
   return summary
 
@@ -267,7 +269,7 @@ def test_fundus_fanogan_networks_scale_to_256_and_two_channels():
 @requires_drimdb
 def test_drimdb_loads_with_its_classes_and_split():
   config = densenet_config.get_config('tiny')
-  protocol = cv.Protocol(config)
+  protocol = protocol_lib.Protocol(config)
   labels = protocol.dataset.labels
   assert np.bincount(labels).tolist() == [125, 69, 22]
   s = protocol.splits[0]

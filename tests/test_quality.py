@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from uadjax import cv, io
+from uadjax import io, protocol
 from uadjax.data import phantoms
 from uadjax.evaluation import masks, scores
 from uadjax.train import state as state_lib
@@ -104,7 +104,7 @@ def test_score_switches_run_through_the_protocol(tmp_path):
   config.optimizer.schedule = 'cosine'
   config.optimizer.warmup_epochs = 1
   config.optimizer.weight_decay = 1e-4
-  summary = cv.run(config, str(tmp_path / 'run'))
+  summary = protocol.run(config, str(tmp_path / 'run'))
   assert 0.0 <= summary['metrics']['auc']['mean'] <= 1.0
   metrics = io.read_json(tmp_path / 'run' / 'iter_00' / 'metrics.json')
   assert all(np.isfinite(metrics['test_scores']))
@@ -117,7 +117,7 @@ def test_the_intensity_baseline_runs_through_the_protocol_the_report_and_predict
 
   config = intensity.get_config('tiny,phantoms')
   workdir = tmp_path / 'run'
-  summary = cv.run(config, str(workdir))
+  summary = protocol.run(config, str(workdir))
   # Phantom lesions are brighter than the brain: a band above the brain's intensities finds
   # them.
   assert summary['metrics']['auc']['mean'] > 0.7

@@ -52,7 +52,7 @@ def test_mismatched_sizes_are_refused():
 
 def test_report_on_tiny_phantom_runs(tmp_path):
   from configs.headct import cae, ssae
-  from uadjax import cv
+  from uadjax import protocol
   from uadjax.reports import segmentation as report
 
   runs = {}
@@ -61,7 +61,7 @@ def test_report_on_tiny_phantom_runs(tmp_path):
     config.train.epochs = 2
     config.cv.iterations = '0'
     runs[name] = str(tmp_path / name)
-    cv.run(config, runs[name])
+    protocol.run(config, runs[name])
   out = report.write_segmentation_report(runs, str(tmp_path / 'seg'))
   for name in runs:
     s = out[name]['summary']

@@ -7,12 +7,13 @@ import numpy as np
 
 from tests.conftest import REPO
 from tests.test_models import _torch_cae_parameter_count
-from uadjax import cv, families
+from uadjax import families, protocol
 from uadjax.families import make_task
 from uadjax.models import SSAE
 from uadjax.models import ssae as ssae_lib
 from uadjax.reports import tables
 from uadjax.train.reconstruction import ScaleSpaceTask
+from uadjax.train.task import Batch
 
 
 def _count(tree):
@@ -100,7 +101,7 @@ def test_loss_falls_on_a_fixed_batch():
   step = jax.jit(task.train_step)
   losses = []
   for i in range(30):
-    state, m = step(state, x, jax.random.PRNGKey(i))
+    state, m = step(state, Batch.of(x), jax.random.PRNGKey(i))
     losses.append(float(m['loss']))
   assert np.mean(losses[-5:]) < 0.9 * losses[0]
 
@@ -110,7 +111,7 @@ def test_registries_name_the_ssae():
 
 
 def test_tiny_protocol_end_to_end_on_phantoms(tmp_path):
-  summary = cv.run(_config('phantoms'), str(tmp_path / 'ssae'))
+  summary = protocol.run(_config('phantoms'), str(tmp_path / 'ssae'))
   assert summary['model'] == 'ssae' and summary['n_iterations'] == 2
   assert 0 <= summary['metrics']['auc']['mean'] <= 1
   text = (tmp_path / 'ssae' / 'summary.md').read_text()

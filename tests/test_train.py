@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.conftest import tiny_config
-from uadjax import cv
+from uadjax import protocol as protocol_lib
 from uadjax.data import phantoms
 from uadjax.families import make_task
 from uadjax.train.loop import Engine, initial_carry, score_all, score_parts_all
+from uadjax.train.task import Batch
 
 
 def test_loss_falls_on_a_fixed_batch():
@@ -23,7 +24,7 @@ def test_loss_falls_on_a_fixed_batch():
   step = jax.jit(task.train_step)
   losses = []
   for i in range(40):
-    state, m = step(state, images, jax.random.PRNGKey(i))
+    state, m = step(state, Batch.of(images), jax.random.PRNGKey(i))
     losses.append(float(m['loss']))
   assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
   assert int(state.step) == 40
@@ -37,7 +38,7 @@ def test_train_step_compiles_once():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def step(state, images, key):
-    return task.train_step(state, images, key)
+    return task.train_step(state, Batch.of(images), key)
 
   for i in range(3):
     state, _ = step(state, images, jax.random.PRNGKey(i))
@@ -73,7 +74,7 @@ def test_fold_parallel_equals_sequential_with_uneven_splits():
   # 23 normals: folds of 5 and 4 images, so training sets differ in size and step counts.
   # With batch 5, iteration 0 trains on 15 images (3 steps an epoch), iteration 2 on 14 (2).
   config = tiny_config('phantoms', **{'data.phantoms.n_normal': 23, 'train.batch_size': 5})
-  protocol = cv.Protocol(config)
+  protocol = protocol_lib.Protocol(config)
   assert [len(protocol.splits[i].train) for i in (0, 2)] == [15, 14]
   assert not protocol.engine.uniform_steps
   parallel = _train_all(protocol, True, [0, 2])
@@ -92,7 +93,7 @@ def _equal(a, b) -> bool:
 
 
 def test_initial_carry_is_one_program_with_the_eager_values():
-  protocol = cv.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
   engine, key = protocol.engine, jax.random.PRNGKey(3)
   carry = engine.initial_carry(key, protocol.image_shape)
   # Compiled at -O1 (it runs once): still bit for bit what the operations give one by one.
@@ -106,7 +107,7 @@ def test_initial_carry_is_one_program_with_the_eager_values():
 
 
 def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
-  protocol = cv.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
   fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
@@ -136,7 +137,7 @@ def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
 
 
 def test_sets_of_any_size_score_in_one_program():
-  protocol = cv.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
   variables = protocol.initial_carry(0).best
@@ -153,7 +154,7 @@ def test_sets_of_any_size_score_in_one_program():
 def test_score_parts_of_any_set_in_one_program():
   from configs.headct import fanogan
 
-  protocol = cv.Protocol(fanogan.get_config('tiny,phantoms'))
+  protocol = protocol_lib.Protocol(fanogan.get_config('tiny,phantoms'))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
   variables = protocol.initial_carry(0).best

@@ -3,13 +3,14 @@ r"""Where a run's start-up time goes: every function JAX compiles, how often, an
   .venv/bin/python tools/compile_report.py --config=configs/headct/cae.py:quick \
       --config.cv.iterations=0 --config.train.epochs=60
 
-Runs the protocol (`uadjax.cv.run`) and then the report (`--noreport` to skip) in this process,
-in a temporary workdir (`--workdir` to choose), with JAX's monitoring listeners on, and prints
-one row per compiled function: the phase it compiled in (setup: data and initial state; train;
-evaluate: validation and test scores after training; summary; report), how many times it was
-traced, lowered and compiled, and the seconds of each. Functions that JAX runs one operation at
-a time (eager `jnp` calls outside any `jit`) are compiled too, once per primitive and shape;
-they are rows of their own. A phase line gives its wall time and how much of it compiling was.
+Runs the protocol (`uadjax.protocol.run`) and then the report (`--noreport` to skip) in this
+process, in a temporary workdir (`--workdir` to choose), with JAX's monitoring listeners on,
+and prints one row per compiled function: the phase it compiled in (setup: data and initial
+state; train; evaluate: validation and test scores after training; summary; report), how many
+times it was traced, lowered and compiled, and the seconds of each. Functions that JAX runs one
+operation at a time (eager `jnp` calls outside any `jit`) are compiled too, once per primitive
+and shape; they are rows of their own. A phase line gives its wall time and how much of it
+compiling was.
 
 By default the persistent compilation cache is a fresh, empty folder (`--cache=cold`: what a
 first run on a machine pays); `--cache=user` keeps the user's cache (`uadjax.compilation_cache`,
@@ -152,20 +153,21 @@ def main(argv):
 
   import jax
 
-  from uadjax import cv, runtime
+  from uadjax import protocol, runtime
+  from uadjax.protocol import evaluate, group
   from uadjax.reports import report
 
   recorder = Recorder()
   jax.monitoring.register_event_duration_secs_listener(recorder.on_duration)
   jax.monitoring.register_event_listener(recorder.on_event)
-  _wrap(recorder, cv._Group, 'train', 'train')
-  _wrap(recorder, cv, 'evaluate', 'evaluate')
-  _wrap(recorder, cv, 'write_summary', 'summary')
+  _wrap(recorder, group.Group, 'train', 'train')
+  _wrap(recorder, evaluate, 'evaluate', 'evaluate')
+  _wrap(recorder, evaluate, 'write_summary', 'summary')
   runtime.setup()
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix='uadjax_compile_report_')
   run_start = time.perf_counter()
-  cv.run(_CONFIG.value, workdir)
-  # What cv.run spends outside the wrapped phases: data, splits, initial states, workdir.
+  protocol.run(_CONFIG.value, workdir)
+  # What protocol.run spends outside the wrapped phases: data, splits, initial states, workdir.
   recorder.phases['setup'] += (time.perf_counter() - run_start) - sum(
     v for k, v in recorder.phases.items() if k != 'setup'
   )

@@ -173,9 +173,9 @@ def family_config(name: str, smoke: bool):
   modules = {'cae': cae, 'ssae': ssae, 'dagmm': dagmm, 'fanogan': fanogan, 'wgan': fanogan}
   config = modules[name].get_config(variant)
   if name == 'wgan':
-    from uadjax import fanogan_cv
+    from uadjax.train import fanogan_phase
 
-    config = fanogan_cv.gan_config(config)
+    config = fanogan_phase.gan_config(config)
   return config
 
 

@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from uadjax import cv
+from uadjax import protocol as protocol_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.families import make_task
 from uadjax.train.loop import train_on_host
+from uadjax.train.task import Batch
 
 MODES = ('host_loop', 'device_epochs', 'fold_parallel')
 
@@ -70,7 +71,7 @@ def measure(
     # convolution then reads one channel instead of three (a small part of its work).
     config.task.imagenet_norm = False
   config.augment.backend = 'albumentations' if mode == 'host_loop' else 'jax'
-  protocol = cv.Protocol(config, task_class=task_class)
+  protocol = protocol_lib.Protocol(config, task_class=task_class)
   engine = protocol.engine
   n_iter = len(protocol.splits) if mode == 'fold_parallel' else 1
   iterations = list(range(n_iter))
@@ -96,6 +97,7 @@ def measure(
         protocol.host_augment,
         validations,
         (config.seed, 0),
+        protocol.dataset.labels,
       )
 
     start = time.perf_counter()
@@ -139,7 +141,7 @@ def measure_step(
   The steps run under one `lax.scan` (as inside the device epochs) on a fixed random batch of
   the config's image shape, so the figure is the model's own cost on the device: no data
   movement, augmentation or validation (`measure` includes those). A supervised task (the
-  classifier) gets alternating labels and unit class weights.
+  classifier) gets alternating labels and unit weights (every family gets the same `Batch`).
 
   Args:
     config: any model config (its data is not read).
@@ -156,17 +158,12 @@ def measure_step(
   bs = int(batch_size or config.train.batch_size)
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(bs, *shape)), jnp.float32)
   labels = jnp.arange(bs, dtype=jnp.int32) % 2
-  supervised = bool(getattr(task, 'supervised', False))
   state = task.init(jax.random.PRNGKey(0), shape)
   keys = jax.random.split(jax.random.PRNGKey(1), steps)
 
   def run(state, keys, images, labels):
     def body(state, key):
-      if supervised:
-        kwargs = dict(labels=labels, class_weights=jnp.ones(2, jnp.float32))
-        state, metrics = task.train_step(state, images, key, **kwargs)
-      else:
-        state, metrics = task.train_step(state, images, key)
+      state, metrics = task.train_step(state, Batch.of(images, labels), key)
       return state, metrics['loss']
 
     return jax.lax.scan(body, state, keys)

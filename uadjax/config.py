@@ -310,7 +310,9 @@ def as_json(config: ml_collections.ConfigDict) -> dict:
 def check_resume(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to continue a workdir whose saved config differs from `config` (beyond the
   fields that only change speed or output: RESUMABLE_CHANGES)."""
-  path = os.path.join(workdir, 'config.json')
+  from uadjax.run.layout import RunDir
+
+  path = RunDir(workdir).config
   if not os.path.exists(path):
     return
   saved = {k: v for k, v in io.read_json(path).items() if k not in RECORDED_KEYS}

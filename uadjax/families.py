@@ -14,12 +14,14 @@ the protocol, the reports and predict need no edit.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from uadjax.models import CAE, DAGMM, SSAE, DenseNet, FAnoGAN, IntensityHistogram
 from uadjax.train import fanogan as fanogan_tasks
+from uadjax.train import fanogan_phase
 from uadjax.train.classifier import ClassifierTask
 from uadjax.train.dagmm import DAGMMTask
 from uadjax.train.intensity import IntensityTask
@@ -48,6 +50,38 @@ class StudyRow:
 
 
 @dataclasses.dataclass(frozen=True)
+class Phase:
+  """A stage of a family's protocol trained before its scored one (f-AnoGAN's GAN): the driver
+  (`uadjax.protocol.driver`) trains each in order, with the scored phase's engine, groups and
+  resuming, in the phase's folder of the workdir (`RunDir.of_phase`); the scored phase then
+  starts from what each hands over (the selected GAN, frozen under the encoder).
+
+  Attributes:
+    name: its folder in the workdir ('gan') and its name in logs.
+    task: its task class (of the family's model).
+    config: `config(run_config) -> phase_config`: the phase's protocol config (its schedule,
+      optimiser and task settings at the top level), from the run's.
+    selection: the engine's selection in this phase ('task': the task's own metric).
+    record: the file of an iteration's folder that marks the phase done ('gan.json').
+    finish: `finish(protocol, run_dir, iteration, carry, history) -> dict`: saves the selected
+      variables and writes the record (last).
+    hand_over: `hand_over(run_dir, iteration, state) -> state`: the scored phase's initial
+      state, given this phase's finished folder (None: nothing handed over).
+    on_checkpoint: `on_checkpoint(protocol, run_dir, iteration, carry)`, after each 'latest'
+      checkpoint of an iteration (sample grids), or None.
+  """
+
+  name: str
+  task: type
+  config: Callable
+  selection: str
+  record: str
+  finish: Callable
+  hand_over: Callable | None = None
+  on_checkpoint: Callable | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
   """One model family.
 
@@ -57,7 +91,7 @@ class Family:
     model: the Flax module class; `config.model` holds its keyword arguments.
     task: the task class; `config.task` holds its keyword arguments.
     study: the study's row, or None.
-    phases: the phases trained before the scored one (`uadjax.protocol.phases.Phase`), in order.
+    phases: the phases trained before the scored one (`Phase`), in order.
   """
 
   name: str
@@ -117,6 +151,18 @@ FAMILIES: dict[str, Family] = {
           'precision': (0.88, 0.01),
           'f1': (0.91, 0.01),
         },
+      ),
+      phases=(
+        Phase(
+          'gan',
+          fanogan_tasks.WGANTask,
+          config=fanogan_phase.gan_config,
+          selection='task',  # the sliced Wasserstein distance to the training images
+          record='gan.json',
+          finish=fanogan_phase.finish,
+          hand_over=fanogan_phase.hand_over,
+          on_checkpoint=fanogan_phase.write_samples,
+        ),
       ),
     ),
     # The study: "did not work on this dataset", no numbers.

@@ -26,6 +26,7 @@ from uadjax import config as config_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
 from uadjax.families import make_task
+from uadjax.run.layout import RunDir
 from uadjax.train.loop import outputs_fn
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.
@@ -38,7 +39,7 @@ class RunError(ValueError):
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config. JSON turned its tuples into lists, which every consumer accepts."""
-  path = os.path.join(workdir, 'config.json')
+  path = RunDir(workdir).config
   if not os.path.isfile(path):
     raise RunError(f'{workdir}: no config.json here; is this a uadjax run folder?')
   record = io.read_json(path)
@@ -61,12 +62,8 @@ def finished_iterations(workdir: str) -> dict[int, dict]:
   """{iteration: metrics} of every `iter_XX/metrics.json` in the workdir, in order."""
   if not os.path.isdir(workdir):
     raise RunError(f'{workdir}: no such run folder.')
-  out = {}
-  for name in sorted(os.listdir(workdir)):
-    path = os.path.join(workdir, name, 'metrics.json')
-    if name.startswith('iter_') and name[5:].isdigit() and os.path.isfile(path):
-      out[int(name[5:])] = io.read_json(path)
-  return out
+  run = RunDir(workdir)
+  return {i: io.read_json(run.metrics(i)) for i in run.iterations_with('metrics.json')}
 
 
 @dataclasses.dataclass
@@ -127,7 +124,7 @@ class IterationModel:
   @property
   def can_reconstruct(self) -> bool:
     """Whether the model has a reconstruction to show (the autoencoders, f-AnoGAN's G(E(x)))."""
-    return hasattr(self.task, 'reconstruct')
+    return self.task.reconstructs
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """Reconstructions (n, h, w, c) float32 of preprocessed images."""
@@ -138,7 +135,7 @@ class IterationModel:
   @property
   def supervised(self) -> bool:
     """Whether the model is a classifier (its score is P(class 1), its maps are CAMs)."""
-    return bool(getattr(self.task, 'supervised', False))
+    return self.task.supervised
 
   def class_maps(
     self,
@@ -189,9 +186,8 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
   """
   config = config or load_config(workdir)
   metrics = finished_iterations(workdir)
-  have = [
-    i for i in metrics if os.path.isdir(os.path.join(workdir, f'iter_{i:02d}', 'checkpoints/best'))
-  ]
+  run = RunDir(workdir)
+  have = [i for i in metrics if os.path.isdir(run.best(i))]
   if iterations is None:
     iterations = have
   missing = sorted(set(iterations) - set(have))
@@ -219,7 +215,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
   batch = int(config.train.get('score_batch', 32))
   models = []
   for i in iterations:
-    path = os.path.join(workdir, f'iter_{i:02d}', 'checkpoints', 'best')
+    path = run.best(i)
     saved = checkpoint.restore(path)
     trained_on = tuple(int(v) for v in np.asarray(saved.get('image_shape', image_shape)))
     if trained_on != image_shape:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from uadjax import cv, data, inference
+from uadjax import data, inference, protocol
 from uadjax.evaluation import metrics as metrics_lib
 
 
@@ -26,7 +26,7 @@ def rescore(workdir: str, variants: dict[str, dict]) -> dict[str, dict]:
   """
   base = inference.load_config(workdir)
   dataset = data.load(base.data)
-  splits = cv.make_splits(base, dataset)
+  splits = protocol.make_splits(base, dataset)
   labels = dataset.labels
   out = {}
   for name, overrides in variants.items():

@@ -9,7 +9,8 @@ r"""f-AnoGAN on head CT, 2x5 cross-validation: a WGAN-GP, then its encoder (izi_
 The top level is the encoder phase (study: best validation AUC over 3000 epochs, F1 threshold);
 `gan` is phase 1 (WGAN-GP, selected every `select_every` epochs by the sliced Wasserstein
 distance to the training images: the study's Inception FID needs a download). A rerun resumes
-whichever phase was interrupted (uadjax/fanogan_cv.py).
+whichever phase was interrupted (uadjax/protocol/driver.py; the GAN phase:
+uadjax/train/fanogan_phase.py).
 
 Expected (study): test AUC 0.87 ± 0.06, accuracy 0.86 ± 0.02, F1 0.91 ± 0.01.
 """

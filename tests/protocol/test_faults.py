@@ -26,7 +26,7 @@ from tests.conftest import (
   tiny_config,
 )
 from uadjax import config as config_lib
-from uadjax import cv, io
+from uadjax import io, protocol
 from uadjax.run import fingerprint, lock
 
 ENTRY = [sys.executable, '-m', 'experiments.cross_validate']
@@ -64,7 +64,7 @@ def test_each_bad_field_is_refused_before_any_file(field, value, allowed, tmp_pa
   config = tiny_config('phantoms', **{field: value})
   workdir = tmp_path / 'run'
   with pytest.raises(config_lib.ConfigError) as e:
-    cv.run(config, str(workdir))
+    protocol.run(config, str(workdir))
   message = str(e.value)
   assert f'{field}={value!r}' in message or f'{field}={str(value)!r}' in message, message
   assert allowed in message
@@ -151,7 +151,7 @@ def test_a_second_run_into_a_busy_workdir_is_refused_naming_the_holder(tmp_path)
   try:
     start = time.time()
     with pytest.raises(lock.WorkdirBusyError, match=f'process {holder.pid} on .*, started'):
-      cv.run(tiny_config('phantoms'), str(workdir))
+      protocol.run(tiny_config('phantoms'), str(workdir))
     assert time.time() - start < 60
     assert os.listdir(workdir) == ['.lock'], 'the refused run must write nothing'
   finally:
@@ -274,12 +274,12 @@ def _folder_config(root):
 def test_a_rerun_over_changed_data_is_refused_naming_the_files(tmp_path):
   root = _png_folder(tmp_path / 'data')
   workdir = tmp_path / 'run'
-  cv.run(_folder_config(root), str(workdir))
+  protocol.run(_folder_config(root), str(workdir))
   recorded = io.read_json(workdir / 'config.json')['data_fingerprint']
   assert recorded['n_images'] == 30
 
   # A finished run reruns as 'already done' over the same data ...
-  cv.run(_folder_config(root), str(workdir))
+  protocol.run(_folder_config(root), str(workdir))
   # ... and is refused over changed data, with what changed named.
   first, second = sorted(os.listdir(root / 'normal'))[:2]
   pixels = np.asarray(Image.open(root / 'normal' / second)).copy()
@@ -287,7 +287,7 @@ def test_a_rerun_over_changed_data_is_refused_naming_the_files(tmp_path):
   Image.fromarray(pixels).save(root / 'normal' / second)
   shutil.copy(root / 'normal' / first, root / 'normal' / 'added.png')
   with pytest.raises(config_lib.ConfigError) as e:
-    cv.run(_folder_config(root), str(workdir))
+    protocol.run(_folder_config(root), str(workdir))
   message = str(e.value)
   assert 'trained on other data' in message
   assert '1 images added (normal/added.png)' in message
@@ -299,7 +299,7 @@ def test_the_study_row_only_beside_the_study_data(tmp_path):
 
   root = _png_folder(tmp_path / 'data')
   workdir = tmp_path / 'run'
-  cv.run(_folder_config(root), str(workdir))
+  protocol.run(_folder_config(root), str(workdir))
   summary = (workdir / 'summary.md').read_text()
   assert 'CAE (study)' not in summary
   assert "not the study's head-CT set" in summary
@@ -328,12 +328,13 @@ def test_the_study_fingerprint_is_that_of_the_shared_head_ct():
 
 def test_too_few_abnormal_validation_images_are_warned_about(monkeypatch):
   from uadjax.data.splits import Split
+  from uadjax.protocol import setup
 
   warnings = []
-  monkeypatch.setattr(cv.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
+  monkeypatch.setattr(setup.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
   labels = np.array([0, 0, 0, 0, 1, 1, 1])
   split = Split(3, 0, 0, np.array([0, 1]), np.array([2, 4]), np.array([3, 5, 6]))
-  cv.warn_small_classes([split], labels)
+  protocol.warn_small_classes([split], labels)
   assert warnings == [
     'Iteration 3: its validation set has 1 abnormal and 1 normal images; the threshold and '
     'F1 need at least 2 and 1.'

@@ -19,7 +19,7 @@ class Dataset:
   Attributes:
     images: (n, size, size, channels) float32 in [0, 1].
     labels: (n,) int32: 0 normal, 1 abnormal, 2 a second abnormal class that is only tested
-      (`data.extra_test_classes`; splits never use it, `uadjax.cv` scores it beside the test
+      (`data.extra_test_classes`; splits never use it, `uadjax.protocol` scores it beside the test
       normals).
     names: file names (or phantom ids), for reports.
     groups: (n,) int32; images with identical pixels share a group, and a split never puts one

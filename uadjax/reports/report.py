@@ -14,7 +14,7 @@ What is drawn, from what:
   anomaly_maps.png          the same, abnormal test images only (section 4.6)
   extremes.png              the same, per class the lowest- and highest-scored test image
   cams.png, cams/           a classifier's class-activation maps (config.cam), when present
-  samples.png               iter_XX/samples/*.png or samples.npy (GANs), when present
+  samples.png               the selected generator's samples (f-AnoGAN: gan/iter_XX/samples)
 The image figures need the run's data (config.data); when it cannot be loaded they are left out
 and report.md says why.
 
@@ -37,6 +37,7 @@ from PIL import Image
 from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.reports import figures, images, tables
+from uadjax.run.layout import RunDir
 
 
 def representative_iteration(metrics_list: list[dict]) -> dict:
@@ -70,12 +71,10 @@ def _pixel_auc(maps, masks) -> float | None:
   return float(roc_auc_score(y, np.asarray(maps, np.float64).reshape(-1)))
 
 
-def _samples(workdir: str, iteration: int):
-  """A GAN run's saved samples (PNG files or samples.npy), or None."""
-  for folder in (
-    os.path.join(workdir, f'iter_{iteration:02d}', 'samples'),
-    os.path.join(workdir, 'samples'),
-  ):
+def _samples(run: RunDir, iteration: int, phases=()):
+  """A GAN run's saved samples, or None: the selected generator's grid (selected.png) where a
+  phase wrote one (f-AnoGAN: gan/iter_XX/samples), else the PNG files or samples.npy found."""
+  for folder in run.sample_folders(iteration, phases):
     if not os.path.isdir(folder):
       continue
     npy = os.path.join(folder, 'samples.npy')
@@ -85,6 +84,8 @@ def _samples(workdir: str, iteration: int):
       hi = x.max(axis=tuple(range(1, x.ndim)), keepdims=True)
       return (x - lo) / np.maximum(hi - lo, 1e-8), folder
     files = sorted(f for f in os.listdir(folder) if f.lower().endswith('.png'))
+    if 'selected.png' in files:
+      files = ['selected.png']
     if files:
       arrays = []
       for f in files[:64]:
@@ -281,7 +282,8 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   finished = inference.finished_iterations(workdir)
   if not finished:
     raise inference.RunError(f'{workdir}: no finished iteration (iter_XX/metrics.json) to report.')
-  outdir = outdir or os.path.join(workdir, 'report')
+  run = RunDir(workdir)
+  outdir = outdir or run.report
   os.makedirs(outdir, exist_ok=True)
   metrics_list = list(finished.values())
   if iteration is None:
@@ -314,7 +316,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     counts['drawn'] += 1
     return plot(path)
 
-  metrics_files = [os.path.join(workdir, f'iter_{i:02d}', 'metrics.json') for i in sorted(finished)]
+  metrics_files = [run.metrics(i) for i in sorted(finished)]
   metrics_mtime = _newest_mtime(metrics_files)
   add(
     'Training',
@@ -347,8 +349,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     'Test anomaly scores of normal (blue) and abnormal (red) images per iteration, with the '
     'threshold chosen on validation (dashed); the test AUC is in each title.',
   )
-  chosen_dir = os.path.join(workdir, f'iter_{it:02d}')
-  chosen_mtime = _newest_mtime([os.path.join(chosen_dir, 'metrics.json')])
+  chosen_mtime = _newest_mtime([run.metrics(it)])
   if chosen.get('test_score_parts'):
     add(
       'Parts of the score',
@@ -361,9 +362,9 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   # their captions (which hold the restored scores' counts) kept beside them.
   image_inputs = _newest_mtime(
     [
-      os.path.join(workdir, 'config.json'),
-      os.path.join(chosen_dir, 'metrics.json'),
-      os.path.join(chosen_dir, 'checkpoints', 'best'),
+      run.config,
+      run.metrics(it),
+      run.best(it),
     ]
   )
   cache_path = os.path.join(outdir, _IMAGE_SECTIONS)
@@ -390,7 +391,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
         {'iteration': it, 'why': why, 'sections': image_sections, 'notes': notes},
       )
   sections += image_sections
-  samples = _samples(workdir, it)
+  samples = _samples(run, it, [p.name for p in families.get(config.model_name).phases])
   if samples is not None:
     arrays, folder = samples
     add(
@@ -405,7 +406,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       f'Samples of the selected generator ({os.path.relpath(folder, workdir)}).',
     )
 
-  summary_path = os.path.join(workdir, 'summary.json')
+  summary_path = run.summary_json
   if os.path.isfile(summary_path):
     summary = io.read_json(summary_path)
   else:

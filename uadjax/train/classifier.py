@@ -23,23 +23,25 @@ import optax
 
 from uadjax.models import densenet
 from uadjax.train.state import TrainState, create_train_state
+from uadjax.train.task import Batch, Task
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def weighted_cross_entropy(logits, labels, class_weights, mask=None):
-  """PyTorch's weighted mean cross-entropy, float32; `mask` (n,) drops padded samples."""
+def weighted_cross_entropy(logits, labels, weights, mask=None):
+  """PyTorch's weighted mean cross-entropy, float32: sum(w_i nll_i) / sum(w_i) with `weights`
+  (n,) the weight of each sample's class; `mask` (n,) drops padded samples."""
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   nll = -jnp.take_along_axis(logp, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-  w = class_weights[labels]
+  w = weights
   if mask is not None:
     w = jnp.where(mask, w, 0.0)
   return jnp.sum(w * nll) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierTask:
+class ClassifierTask(Task):
   """Supervised training of a classifier module called as `model(x, train=...) -> logits`.
 
   Attributes:
@@ -56,6 +58,10 @@ class ClassifierTask:
   imagenet_norm: bool = True
 
   supervised: ClassVar[bool] = True
+
+  def note(self) -> str:
+    """Where the initial weights come from (ImageNet or none)."""
+    return weights_source(self.pretrained)
 
   def inputs(self, images):
     """[0, 1] images -> the network's input (ImageNet-normalised when `imagenet_norm`)."""
@@ -82,11 +88,10 @@ class ClassifierTask:
     """Evaluation-mode logits (n, classes), float32."""
     return self.model.apply(variables, self.inputs(images), train=False)
 
-  def train_step(self, state: TrainState, images, key, labels=None, class_weights=None):
-    """One optimiser update on a labelled batch; pure. Metrics: 'loss' (weighted CE)."""
-    if labels is None or class_weights is None:
-      raise ValueError('ClassifierTask.train_step needs labels and class_weights.')
-    x = self.inputs(images)
+  def train_step(self, state: TrainState, batch: Batch, key):
+    """One optimiser update on a labelled batch (its per-image class weights); pure. Metrics:
+    'loss' (weighted CE)."""
+    x = self.inputs(batch.images)
 
     def objective(params):
       logits, updates = self.model.apply(
@@ -96,7 +101,7 @@ class ClassifierTask:
         rngs={'dropout': key},
         mutable=['batch_stats'],
       )
-      return weighted_cross_entropy(logits, labels, class_weights), updates
+      return weighted_cross_entropy(logits, batch.labels, batch.weights), updates
 
     (loss, updates), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     new_state = state.apply_gradients(self.tx, grads, updates.get('batch_stats', state.batch_stats))
@@ -112,7 +117,7 @@ class ClassifierTask:
     """The weighted cross-entropy of the validation set from its P(class 1) scores."""
     p = jnp.clip(scores.astype(jnp.float32), 1e-7, 1 - 1e-7)
     logits = jnp.stack([jnp.log1p(-p), jnp.log(p)], axis=-1)  # log-probabilities: softmax-stable
-    return weighted_cross_entropy(logits, labels, class_weights, mask)
+    return weighted_cross_entropy(logits, labels, class_weights[labels], mask)
 
 
 def weights_source(pretrained: str) -> str:

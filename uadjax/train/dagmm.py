@@ -11,6 +11,7 @@ as `batch_stats['mixture'] = {'phi', 'mu', 'sigma'}`, so the best checkpoint car
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -20,6 +21,7 @@ import optax
 from uadjax.models import dagmm as dagmm_lib
 from uadjax.train.reconstruction import residual_map
 from uadjax.train.state import TrainState, create_train_state
+from uadjax.train.task import Batch, Task
 
 MIXTURE = 'mixture'
 
@@ -39,7 +41,7 @@ def _join(variables, mixture):
 
 
 @dataclasses.dataclass(frozen=True)
-class DAGMMTask:
+class DAGMMTask(Task):
   """Training and scoring of a `DAGMM` module.
 
   Attributes:
@@ -61,6 +63,8 @@ class DAGMMTask:
   pretrain_steps: int = 0
   fit_batch: int = 30
 
+  reconstructs: ClassVar[bool] = True
+
   def init(self, key, image_shape) -> TrainState:
     """A fresh state for images of shape (h, w, c); its variables carry a placeholder mixture."""
     dummy = jnp.zeros((1, *image_shape), jnp.float32)
@@ -77,8 +81,9 @@ class DAGMMTask:
     penalty = dagmm_lib.covariance_penalty(sigma, self.jitter)
     return recon, energy, penalty
 
-  def train_step(self, state: TrainState, images, key):
+  def train_step(self, state: TrainState, batch: Batch, key):
     """One optimiser update on a batch; pure (jit, vmap and scan it from outside)."""
+    images = batch.images
     net, mixture = _split(state.variables)
     # During pre-training the mixture terms are weighted 0 (not skipped: one compiled step).
     on = (state.step >= self.pretrain_steps).astype(jnp.float32)

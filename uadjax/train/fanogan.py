@@ -16,6 +16,7 @@ parts only. The data's images are in [0, 1]; the networks see 2x - 1 in [-1, 1].
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -24,6 +25,7 @@ import optax
 
 from uadjax.evaluation.swd import sliced_wasserstein
 from uadjax.train.state import TrainState
+from uadjax.train.task import Batch, Task
 
 VARIANTS = ('izi', 'izi_f', 'ziz')
 
@@ -98,7 +100,7 @@ def _init_state(model, key, image_shape, opt_state_of) -> TrainState:
 
 
 @dataclasses.dataclass(frozen=True)
-class WGANTask(_Parts):
+class WGANTask(_Parts, Task):
   """Phase 1: WGAN-GP training of the generator and the critic.
 
   Attributes:
@@ -127,10 +129,10 @@ class WGANTask(_Parts):
       lambda p: {'critic': self.tx.init(p['critic']), 'generator': self.tx.init(p['generator'])},
     )
 
-  def train_step(self, state: TrainState, images, key):
+  def train_step(self, state: TrainState, batch: Batch, key):
     """One critic update; a generator update too when the new step count is a multiple of
     n_critic. Pure. Metrics: 'loss' (critic loss incl. penalty), 'wasserstein', 'penalty'."""
-    real = to_gan(images)
+    real = to_gan(batch.images)
     z_key, gp_key, g_key = jax.random.split(key, 3)
     params = state.params
     variables = {'params': params, 'batch_stats': state.batch_stats}
@@ -206,7 +208,7 @@ class WGANTask(_Parts):
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderTask(_Parts):
+class EncoderTask(_Parts, Task):
   """Phase 2: the encoder, with the generator and the critic frozen.
 
   Attributes:
@@ -220,6 +222,9 @@ class EncoderTask(_Parts):
   tx: optax.GradientTransformation = None
   variant: str = 'izi_f'
   kappa: float = 1.0
+
+  reconstructs: ClassVar[bool] = True
+  composite_score: ClassVar[bool] = True
 
   def __post_init__(self):
     if self.variant not in VARIANTS:
@@ -244,8 +249,9 @@ class EncoderTask(_Parts):
       'reconstruction': reconstruction,
     }
 
-  def train_step(self, state: TrainState, images, key):
+  def train_step(self, state: TrainState, batch: Batch, key):
     """One encoder update; G, D and batch_stats pass through untouched. Pure."""
+    images = batch.images
 
     def objective(encoder_params):
       v = {'params': {**state.params, 'encoder': encoder_params}, 'batch_stats': state.batch_stats}

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from uadjax.train.state import TrainState, create_train_state
+from uadjax.train.task import Batch, Task
 
 # Percentiles of the normal brain pixels tried as the band's lower edge, one an epoch. Chosen
 # on validation AUC alone (mean over the 10 head-CT iterations, `--config.task.percentiles`):
@@ -29,7 +30,7 @@ PERCENTILES = (80.0, 85.0, 90.0, 92.5, 95.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class IntensityTask:
+class IntensityTask(Task):
   """Training (histogram, band) and scoring of `uadjax.models.IntensityHistogram`.
 
   Attributes:
@@ -52,9 +53,10 @@ class IntensityTask:
     state = create_train_state({'params': params}, self.tx)
     return state.replace(batch_stats={'histogram': jnp.zeros(self.model.bins, jnp.float32)})
 
-  def train_step(self, state: TrainState, images, key):
+  def train_step(self, state: TrainState, batch: Batch, key):
     """Adds the batch's brain pixels to the histogram; lo = the epoch's percentile of it."""
     del key
+    images = batch.images
     hist = state.batch_stats['histogram'] + jnp.sum(self.model.apply({}, images)['histogram'], 0)
     epoch = jnp.minimum(state.step // self.steps_per_epoch, len(self.percentiles) - 1)
     q = jnp.asarray(self.percentiles, jnp.float32)[epoch] / 100.0

@@ -32,6 +32,7 @@ from flax import struct
 
 from uadjax.evaluation.metrics import auc
 from uadjax.train.state import TrainState
+from uadjax.train.task import Batch
 
 SELECTIONS = ('val_auc', 'val_loss', 'last', 'task')
 # Programs that run once (the initial state) compile at LLVM's -O1 on a CPU: 2-3x faster than
@@ -50,7 +51,7 @@ class FoldData(struct.PyTreeNode):
     train_idx, train_mask: training image indices into the dataset's image array.
     val_idx, val_mask, val_labels: validation indices, mask and labels.
     train_labels: labels of `train_idx` (all 0 for the unsupervised models; a supervised
-      task trains on them).
+      task trains on them: `Batch.labels`).
     class_weights: (2,) float32 cross-entropy weights of the classes, n / (2 n_c) over the
       training split (a class absent from it weighs 0).
   """
@@ -119,12 +120,11 @@ def outputs_fn(task) -> Callable:
   One program gives everything a report, a prediction or the test scores need: the forward
   pass that the score and the reconstruction share is computed (and compiled) once.
   """
-  has_reconstruct = hasattr(task, 'reconstruct')
 
   def outputs(variables, images):
     scores, maps = task.score(variables, images)
     out = {'scores': scores, 'maps': maps}
-    if has_reconstruct:
+    if task.reconstructs:
       out['reconstructions'] = task.reconstruct(variables, images)
     return out
 
@@ -182,10 +182,9 @@ class Engine:
   """Compiled training and scoring of one task under the study's protocol.
 
   Attributes:
-    task: provides `train_step(state, images, key)` and `score(variables, images)`, and
-      optionally `fit_scorer` (see `validate`). A task with `supervised = True` trains on both
-      classes: its step is `train_step(state, images, key, labels=, class_weights=)`, and its
-      `validation_loss(scores, labels, mask, class_weights)` is the validation loss.
+    task: a `uadjax.train.task.Task`: `train_step(state, batch, key)` on a `Batch` (images,
+      labels, per-image class weights: one form for every family), `score`, and the hooks
+      `fit_scorer` and `validation_loss` (see `validate`).
     augment: `augment(key, images) -> images` in JAX, or None for no augmentation.
     batch_size: training batch (the last incomplete batch of an epoch is dropped).
     steps_per_epoch: the largest number of full batches of any iteration.
@@ -218,9 +217,9 @@ class Engine:
     self.selection = selection
     self.score_batch = score_batch
     self._compiled: dict = {}  # jitted functions, built once per engine and argument set
-    self.supervised = bool(getattr(task, 'supervised', False))
 
-  def _cached(self, key, build):
+  def cached(self, key, build):
+    """`build()` (a jitted function) once per engine and `key`: every later call reuses it."""
     if key not in self._compiled:
       self._compiled[key] = build()
     return self._compiled[key]
@@ -236,18 +235,16 @@ class Engine:
     n_steps = jnp.sum(fold.train_mask) // bs
 
     def step(state, i):
-      batch_idx = fold.train_idx[jax.lax.dynamic_slice(order, (i * bs,), (bs,))]
+      positions = jax.lax.dynamic_slice(order, (i * bs,), (bs,))
       augment_key, dropout_key = jax.random.split(jax.random.fold_in(epoch_key, i + 1))
-      batch = images[batch_idx]
+      batch = images[fold.train_idx[positions]]
       if self.augment is not None:
         batch = self.augment(augment_key, batch)
-      if self.supervised:
-        labels = fold.train_labels[jax.lax.dynamic_slice(order, (i * bs,), (bs,))]
-        new_state, metrics = self.task.train_step(
-          state, batch, dropout_key, labels=labels, class_weights=fold.class_weights
-        )
-      else:
-        new_state, metrics = self.task.train_step(state, batch, dropout_key)
+      # Labels and weights are traced for every family; a task that ignores them (the
+      # unsupervised ones) costs nothing: XLA drops the unused gathers.
+      labels = fold.train_labels[positions]
+      batch = Batch(images=batch, labels=labels, weights=fold.class_weights[labels])
+      new_state, metrics = self.task.train_step(state, batch, dropout_key)
       if not self.uniform_steps:
         new_state = tree_where(i < n_steps, new_state, state)
       return new_state, metrics['loss']
@@ -266,28 +263,19 @@ class Engine:
   def validate(self, carry: Carry, fold: FoldData, images):
     """Scores the validation set, updates the best-so-far variables. Returns (carry, logs).
 
-    A task with a `fit_scorer(variables, images, train_idx, train_mask) -> variables` method
-    (DAGMM: the mixture) first fits what its score needs on the training set; the fitted
-    variables are the ones scored and kept as best.
+    The task's `fit_scorer(variables, images, train_idx, train_mask) -> variables` first fits
+    what its score needs on the training set (DAGMM: the mixture; the default changes nothing);
+    the fitted variables are the ones scored and kept as best. `task.validation_loss` gives the
+    validation loss (default: the normal validation images' mean score).
 
     selection='task': the metric is `-task.selection_metric(variables, images, fold, key)`, a
     task's own distance, lower is better (f-AnoGAN's GAN phase: generated vs. training images);
     logged as 'val_metric'.
     """
-    variables = carry.state.variables
-    fit_scorer = getattr(self.task, 'fit_scorer', None)
-    if fit_scorer is not None:
-      variables = fit_scorer(variables, images, fold.train_idx, fold.train_mask)
+    variables = self.task.fit_scorer(carry.state.variables, images, fold.train_idx, fold.train_mask)
     scores = self.scores(variables, images, fold.val_idx)
     val_auc = auc(scores, fold.val_labels, fold.val_mask)
-    if self.supervised:
-      val_loss = self.task.validation_loss(
-        scores, fold.val_labels, fold.val_mask, fold.class_weights
-      )
-    else:
-      # Unsupervised: the mean score of the normal validation images (their reconstruction).
-      normal = fold.val_mask & (fold.val_labels == 0)
-      val_loss = jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
+    val_loss = self.task.validation_loss(scores, fold.val_labels, fold.val_mask, fold.class_weights)
     if self.selection == 'task':
       key = jax.random.fold_in(jax.random.fold_in(fold.key, carry.epoch), _SELECTION_KEY)
       metric = -self.task.selection_metric(variables, images, fold, key)
@@ -362,7 +350,7 @@ class Engine:
       fn = jax.vmap(train, in_axes=(0, 0, None, None)) if parallel else train
       return jax.jit(fn, donate_argnums=0)
 
-    jitted = self._cached(('train', capacity, parallel), build)
+    jitted = self.cached(('train', capacity, parallel), build)
     return TrainCall(jitted, validations, capacity, parallel)
 
   def compiled_validate(self, parallel: bool):
@@ -372,11 +360,11 @@ class Engine:
       fn = jax.vmap(self.validate, in_axes=(0, 0, None)) if parallel else self.validate
       return jax.jit(fn, donate_argnums=0)
 
-    return self._cached(('validate', parallel), build)
+    return self.cached(('validate', parallel), build)
 
   def compiled_outputs(self):
     """`outputs_fn(task)` jitted: scores, maps (and reconstructions) of a batch of images."""
-    return self._cached('outputs', lambda: jax.jit(outputs_fn(self.task)))
+    return self.cached('outputs', lambda: jax.jit(outputs_fn(self.task)))
 
   def initial_carry(self, key, image_shape) -> Carry:
     """The untrained carry, `initial_carry(task.init(key, image_shape))`, from one compiled
@@ -391,11 +379,11 @@ class Engine:
       cpu = jax.default_backend() == 'cpu'
       return jax.jit(init, compiler_options=_RUN_ONCE_OPTIONS if cpu else None)
 
-    return self._cached(('init', shape), build)(key)
+    return self.cached(('init', shape), build)(key)
 
   def compiled_step(self):
     """One jitted train step, for the host loop (augmentation on the host)."""
-    return self._cached('step', lambda: jax.jit(self.task.train_step, donate_argnums=0))
+    return self.cached('step', lambda: jax.jit(self.task.train_step, donate_argnums=0))
 
 
 def _in_batches(engine: Engine, fn, variables, images, indices) -> dict:
@@ -426,7 +414,7 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
 def score_parts_all(engine: Engine, variables, images, indices) -> dict[str, np.ndarray]:
   """`task.score_parts` (the terms of a composite score: f-AnoGAN's image and feature
   residuals) of `images[indices]`, in batches like `score_all`: one program for every set."""
-  fn = engine._cached('score_parts', lambda: jax.jit(engine.task.score_parts))
+  fn = engine.cached('score_parts', lambda: jax.jit(engine.task.score_parts))
   return _in_batches(engine, fn, variables, images, indices)
 
 
@@ -440,17 +428,16 @@ def train_on_host(
   host_augment: Callable,
   validations: int,
   host_seed: tuple[int, ...],
-  host_labels: np.ndarray | None = None,
+  host_labels: np.ndarray,
 ):
   """The classic loop, one iteration: shuffle and augment on the host (albumentations), one
   jitted step per batch, validation on the device. The reference the compiled epochs are
   measured against; returns (carry, logs) like `Engine.train`.
 
   Host randomness is drawn from `np.random.default_rng((*host_seed, epoch))`, so a resumed run
-  draws what an uninterrupted one would. A supervised task needs `host_labels` (the dataset's).
+  draws what an uninterrupted one would. `host_labels`: the dataset's labels (the batches'
+  `Batch.labels`, and through the class weights their `Batch.weights`).
   """
-  if engine.supervised and host_labels is None:
-    raise ValueError('train_on_host: a supervised task needs host_labels.')
   step, validate = engine.compiled_step(), engine.compiled_validate(False)
   bs = engine.batch_size
   logs = []
@@ -465,11 +452,9 @@ def train_on_host(
         batch_idx = order[b * bs : (b + 1) * bs]
         batch = jnp.asarray(host_augment(host_images[batch_idx], rng))
         dropout_key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
-        if engine.supervised:
-          labels = jnp.asarray(host_labels[batch_idx], jnp.int32)
-          state, metrics = step(state, batch, dropout_key, labels, fold.class_weights)
-        else:
-          state, metrics = step(state, batch, dropout_key)
+        labels = jnp.asarray(host_labels[batch_idx], jnp.int32)
+        batch = Batch(images=batch, labels=labels, weights=jnp.asarray(fold.class_weights)[labels])
+        state, metrics = step(state, batch, dropout_key)
         step_losses.append(metrics['loss'])
       losses.append(jnp.mean(jnp.stack(step_losses)))
       carry = carry.replace(state=state, epoch=carry.epoch + 1)

@@ -10,6 +10,7 @@ loss is the batch mean of that score. The score switches (`task.residual`, `task
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -20,10 +21,11 @@ from uadjax.evaluation import scores as scores_lib
 from uadjax.evaluation.scores import residual_map
 from uadjax.models.ssae import up
 from uadjax.train.state import TrainState, create_train_state
+from uadjax.train.task import Batch, Task
 
 
 @dataclasses.dataclass(frozen=True)
-class ReconstructionTask:
+class ReconstructionTask(Task):
   """Training and scoring of a model whose output has a 'reconstruction' of its input.
 
   The training loss is always the study's (the batch mean of `errors`). The anomaly score is
@@ -52,6 +54,8 @@ class ReconstructionTask:
   mask_threshold: float = 0.1
   brain_margin: int = 3
 
+  reconstructs: ClassVar[bool] = True
+
   def __post_init__(self):
     for name, allowed in (
       ('residual', scores_lib.RESIDUALS),
@@ -79,8 +83,9 @@ class ReconstructionTask:
     variables = self.model.init({'params': key}, dummy, train=False)
     return create_train_state(variables, self.tx)
 
-  def train_step(self, state: TrainState, images, key):
+  def train_step(self, state: TrainState, batch: Batch, key):
     """One optimiser update on a batch; pure (jit, vmap and scan it from outside)."""
+    images = batch.images
 
     def objective(params):
       outputs, updates = self.model.apply(

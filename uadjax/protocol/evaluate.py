@@ -1,0 +1,187 @@
+"""The end of an iteration and of a run: the threshold on validation, the test metrics (and the
+test-only class's), metrics.json, and the summary with its table and figures.
+
+For each iteration the threshold is chosen on the validation scores of the selected variables
+(study: best F1; the classifier: 0.5) and applied once to the test set. A test-only class
+(`data.extra_test_classes`) is scored against the test normals too. The summary is mean ±
+population std over the iterations.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from uadjax import checkpoint, families, io
+from uadjax.evaluation import metrics as metrics_lib
+from uadjax.protocol.setup import Protocol
+from uadjax.run import fingerprint as fingerprint_lib
+from uadjax.run.layout import RunDir
+from uadjax.train.loop import Carry, score_all, score_parts_all
+
+
+def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) -> dict:
+  """Threshold on validation, metrics on test, with the selected variables of `carry`."""
+  c = protocol.config
+  split = protocol.splits[iteration]
+  labels = protocol.dataset.labels
+  images = jnp.asarray(protocol.dataset.images)
+  variables = jax.tree.map(jnp.asarray, carry.best)
+  val_scores, _ = score_all(protocol.engine, variables, images, split.val)
+  test_scores, _ = score_all(protocol.engine, variables, images, split.test)
+  threshold = metrics_lib.select_threshold(
+    val_scores,
+    labels[split.val],
+    c.cv.threshold,
+    c.cv.threshold_quantile,
+    c.cv.get('threshold_value', 0.5),
+  )
+  test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
+  result = {
+    'iteration': iteration,
+    'normal_fold': split.normal_fold,
+    'abnormal_half': split.abnormal_half,
+    'n_train': len(split.train),
+    'n_val': len(split.val),
+    'n_test': len(split.test),
+    'history': {'epoch': history['epoch'], 'train_loss': history['train_loss']},
+    'validation': {
+      'epoch': history['val_epoch'],
+      'auc': history['val_auc'],
+      'loss': history['val_loss'],
+    },
+    'selection': c.cv.selection,
+    'selected_epoch': int(carry.best_epoch),
+    'selection_metric': float(carry.best_metric),
+    'threshold': {'method': c.cv.threshold, 'value': threshold},
+    'val_scores': [float(s) for s in val_scores],
+    'val_labels': [int(v) for v in labels[split.val]],
+    'test': test,
+    'test_scores': [float(s) for s in test_scores],
+    'test_labels': [int(v) for v in labels[split.test]],
+    'test_names': [protocol.dataset.names[i] for i in split.test],
+  }
+  extra = np.flatnonzero(labels == 2)
+  if extra.size:
+    # The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
+    # normals, with the same variables and threshold.
+    extra_scores, _ = score_all(protocol.engine, variables, images, extra)
+    normal_test = split.test[labels[split.test] == 0]
+    scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
+    binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
+    result['extra_test'] = {
+      'classes': list(c.data.get('extra_test_classes', ())),
+      'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
+      'scores': [float(v) for v in extra_scores],
+      'names': [protocol.dataset.names[i] for i in extra],
+    }
+  # A score that is a sum (f-AnoGAN: image + kappa x feature residual) keeps its terms per test
+  # image, so the histograms can show each.
+  if protocol.task.composite_score:
+    parts = score_parts_all(protocol.engine, variables, images, split.test)
+    result['test_score_parts'] = {k: [float(v) for v in p] for k, p in parts.items()}
+  return result
+
+
+def finish_iteration(
+  protocol: Protocol, run_dir: RunDir, iteration: int, carry: Carry, history: dict
+) -> dict:
+  """Saves the best checkpoint, evaluates, and writes metrics.json (last: it marks 'done')."""
+  checkpoint.save(
+    run_dir.best(iteration),
+    # image_shape: what the variables were trained on, so a user of the checkpoint is told
+    # when their images would be preprocessed to another size.
+    {
+      **carry.best,
+      'epoch': carry.best_epoch,
+      'metric': carry.best_metric,
+      'image_shape': np.asarray(protocol.image_shape, np.int32),
+    },
+  )
+  result = evaluate(protocol, iteration, carry, history)
+  if jax.process_index() == 0:
+    io.write_json(run_dir.metrics(iteration), result)
+  t = result['test']
+  logging.info(
+    'Iteration %d done: best epoch %d, test AUC %.3f, F1 %.3f, threshold %.4g.',
+    iteration,
+    result['selected_epoch'],
+    t['auc'],
+    t['f1'],
+    result['threshold']['value'],
+  )
+  return result
+
+
+def summarize(config, results: list[dict]) -> dict:
+  """mean ± population std over iterations of the test metrics (and of the test-only class's)."""
+  summary = {
+    'model': config.model_name,
+    'n_iterations': len(results),
+    'iterations': [r['iteration'] for r in results],
+    'metrics': metrics_lib.summarize([r['test'] for r in results]),
+  }
+  if all('extra_test' in r for r in results) and results:
+    summary['extra_test'] = {
+      'classes': results[0]['extra_test']['classes'],
+      'metrics': metrics_lib.summarize([r['extra_test']['metrics'] for r in results]),
+    }
+  return summary
+
+
+def write_summary(config, workdir: str, results: list[dict], note: str = '') -> dict:
+  """summary.json, summary.md and the figures of a finished run.
+
+  Optional config fields: `study_row` (the study row to set beside the results, '' for none;
+  by default the head-CT row of the model) and `study_note` (a sentence for the title, e.g. that
+  the study's row is of another data set). `note`: the task's line for the title (`Task.note`).
+  """
+  from uadjax.reports import figures, tables  # matplotlib only when reports are written
+
+  run_dir = RunDir(workdir)
+  summary = summarize(config, results)
+  io.write_json(run_dir.summary_json, summary)
+  recorded = io.read_json(run_dir.config).get('data_fingerprint')
+  study_model = tables.study_row_for(config, recorded)
+  title = f'{config.model_name} on {workdir}'
+  if config.get('study_note'):
+    title += f' ({config.study_note})'
+  if study_model is None and fingerprint_lib.is_study_data(recorded) is False:
+    family = families.FAMILIES.get(config.get('model_name'))
+    if (
+      family
+      and family.study
+      and family.study.data == families.HEAD_CT
+      and ('study_row' not in config)
+    ):
+      title += " (not the study's head-CT set: the study's rows are not shown)"
+  if note:
+    title += f'; {note}'
+  if config.data.source == 'phantoms':
+    title += ' (synthetic phantoms; the study rows are real head CT and are not shown)'
+  markdown = tables.summary_markdown(
+    summary,
+    title=title,
+    study_model=study_model,
+    per_iteration=results,
+  )
+  if 'extra_test' in summary:
+    markdown += tables.extra_test_markdown(summary)
+  io.write_text(run_dir.summary_md, markdown)
+  if config.cv.figures:
+    figures.write_run_figures(results, run_dir.figures)
+  return summary
+
+
+def format_summary(summary: dict, workdir: str) -> str:
+  """The summary table as the entry point prints it."""
+  path = RunDir(workdir).summary_md
+  if os.path.exists(path):
+    with open(path) as f:
+      return f.read()
+  m = summary['metrics']
+  return ' '.join(f'{k} {m[k]["mean"]:.3f}±{m[k]["std"]:.3f}' for k in m)

@@ -1,0 +1,227 @@
+"""Iterations trained together: placement on the devices, sharding, gathering, the 'latest'
+checkpoints, resuming, and the loop of compiled calls with its progress and clean stops.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from uadjax import checkpoint, io
+from uadjax import config as config_lib
+from uadjax.protocol import progress
+from uadjax.protocol.setup import Protocol
+from uadjax.run import stop
+from uadjax.run.layout import RunDir
+from uadjax.train.loop import Carry, train_on_host
+
+CHECKPOINT_EVERY_S = 600
+
+
+class Group:
+  """Iterations trained together: one (sequential) or all (fold-parallel, vmapped, sharded).
+
+  Args:
+    protocol: the run's (or the phase's) set-up.
+    run_dir: the phase's folder (`RunDir`; the scored phase's is the workdir).
+    iterations: the iterations of the group.
+    parallel: fold-parallel (one vmapped program over the iterations, sharded over the local
+      devices, and over the processes' devices in a multi-process run).
+    on_checkpoint: `on_checkpoint(iteration, carry)` after each 'latest' checkpoint of an
+      iteration (a phase's sample grids), or None.
+  """
+
+  def __init__(
+    self,
+    protocol: Protocol,
+    run_dir: RunDir,
+    iterations: list[int],
+    parallel: bool,
+    on_checkpoint: Callable | None = None,
+  ):
+    self.p = protocol
+    self.run_dir = run_dir
+    self.iterations = iterations
+    self.parallel = parallel
+    self.on_checkpoint = on_checkpoint
+    self.latest = [checkpoint.Latest(run_dir.latest(i)) for i in iterations]
+    self.histories = [None] * len(iterations)
+    self.mesh = None
+    if parallel:
+      devices = np.array(jax.devices())
+      self.mesh = Mesh(devices, ('iterations',))
+      # Pad the iteration axis to a multiple of the device count with copies of the first
+      # iteration; their results are discarded.
+      self.n_padded = -(-len(iterations) // len(devices)) * len(devices)
+    else:
+      self.n_padded = 1
+
+  # -- moving carries between the host and the device ------------------------------------------
+
+  def _put(self, trees: list, replicate: bool = False):
+    if not self.parallel:
+      return jax.tree.map(jnp.asarray, trees[0])
+    trees = trees + [trees[0]] * (self.n_padded - len(trees))
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+    sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
+    return jax.tree.map(
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), stacked
+    )
+
+  def _get(self, tree) -> list:
+    """Per-iteration numpy copies of a (possibly stacked, sharded) pytree."""
+    if jax.process_count() > 1:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    tree = jax.tree.map(np.asarray, tree)
+    if not self.parallel:
+      return [tree]
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(len(self.iterations))]
+
+  def images(self):
+    """The dataset's images on the device(s), replicated."""
+    x = self.p.dataset.images
+    if not self.parallel:
+      return jnp.asarray(x)
+    sharding = NamedSharding(self.mesh, PartitionSpec())
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  # -- resuming ----------------------------------------------------------------------------------
+
+  def restore(self) -> list[Carry]:
+    """Each iteration's carry at the most recent epoch all of them have saved, else fresh."""
+    fresh = [self.p.initial_carry(i) for i in self.iterations]
+    saved = [set(m.epochs()) for m in self.latest]
+    common = set.intersection(*saved) if saved else set()
+    epoch = max(common) if common else 0
+    carries = []
+    for k, i in enumerate(self.iterations):
+      history_path = self.run_dir.history(i)
+      history = progress.empty_history()
+      if epoch:
+        carry = self.latest[k].restore(epoch, fresh[k])
+        if os.path.exists(history_path):
+          history = progress.truncate_history(io.read_json(history_path), epoch)
+        logging.info('Iteration %d: resuming from epoch %d.', i, epoch)
+      else:
+        carry = fresh[k]
+      carries.append(jax.tree.map(np.asarray, carry))
+      self.histories[k] = history
+    return carries
+
+  def save_latest(self, carries: list[Carry]) -> None:
+    """Each iteration's 'latest' checkpoint and history.json (then `on_checkpoint`)."""
+    for k, i in enumerate(self.iterations):
+      epoch = int(carries[k].epoch)
+      self.latest[k].save(epoch, carries[k])
+      if jax.process_index() == 0:
+        io.write_json(self.run_dir.history(i), self.histories[k])
+        if self.on_checkpoint is not None:
+          self.on_checkpoint(i, carries[k])
+
+  # -- training ------------------------------------------------------------------------------
+
+  def train(self) -> list[Carry]:
+    """Trains every iteration of the group to `train.epochs`; returns the final carries."""
+    c = self.p.config
+    engine = self.p.engine
+    total = c.train.epochs
+    carries = self.restore()
+    epoch = int(carries[0].epoch)
+    images = self.images()
+    carry = self._put(carries)
+    fold = self._put([self.p.fold_data(i) for i in self.iterations])
+    label = f'iterations {self.iterations}' if self.parallel else f'iteration {self.iterations[0]}'
+    per_call = max(1, c.cv.epochs_per_call // c.cv.val_every)
+    last_save_epoch, last_save_time = epoch, time.time()
+    start_time, start_epoch = time.time(), epoch
+    images_per_epoch = engine.steps_per_epoch * engine.batch_size * len(self.iterations)
+    if stop.requested() and epoch < total:
+      raise stop.Stopped(
+        f'Stopped before training {label} (at epoch {epoch}); rerun the same command to resume.',
+        stop.requested(),
+      )
+    while epoch < total:
+      validations = min(per_call, (total - epoch) // c.cv.val_every)
+      if self.p.host_augment is not None:
+        iteration = self.iterations[0]
+        carry, logs = train_on_host(
+          engine,
+          carry,
+          fold,
+          images,
+          self.p.dataset.images,
+          self.p.splits[iteration].train,
+          self.p.host_augment,
+          validations,
+          (c.seed, iteration),
+          self.p.dataset.labels,
+        )
+      else:
+        carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
+      logs = self._get(logs)
+      epoch += validations * c.cv.val_every
+      for k, log in enumerate(logs):
+        progress.append_history(self.histories[k], log, epoch - validations * c.cv.val_every)
+      progress.log_progress(
+        self.run_dir.progress,
+        self.iterations,
+        label,
+        epoch,
+        total,
+        logs,
+        start_time,
+        start_epoch,
+        images_per_epoch,
+      )
+      if (
+        epoch - last_save_epoch >= c.cv.checkpoint_every
+        or epoch == total
+        or time.time() - last_save_time > CHECKPOINT_EVERY_S
+      ):
+        self.save_latest(self._get(carry))
+        last_save_epoch, last_save_time = epoch, time.time()
+      if stop.requested() and epoch < total:
+        if last_save_epoch != epoch:
+          self.save_latest(self._get(carry))
+        raise stop.Stopped(
+          f'{label}: saved at epoch {epoch}; rerun the same command to resume.', stop.requested()
+        )
+    if start_epoch == total:  # nothing to train: restored at the end
+      return carries
+    return self._get(carry)
+
+
+def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
+  """The iterations trained together (all at once when fold-parallel, else one by one) and
+  whether that is fold-parallel."""
+  parallel = bool(config.cv.parallel) and config.augment.backend == 'jax'
+  if jax.process_count() > 1 and not parallel:
+    # Several processes share the work only by sharding the iteration axis of one group.
+    raise config_lib.ConfigError(
+      f'{jax.process_count()} processes need the fold-parallel mode: cv.parallel=True and '
+      f"augment.backend='jax' (got cv.parallel={config.cv.parallel}, "
+      f'augment.backend={config.augment.backend!r}).'
+    )
+  return ([todo] if parallel and todo else [[i] for i in todo]), parallel
+
+
+def train_groups(protocol, run_dir, groups, parallel, finish, on_checkpoint=None) -> None:
+  """Trains each group of iterations and calls `finish(iteration, carry, history)` on each;
+  the 'latest' checkpoint managers are closed however training ends (a clean stop too)."""
+  for group_iterations in groups:
+    group = Group(protocol, run_dir, group_iterations, parallel, on_checkpoint)
+    try:
+      carries = group.train()
+      for k, i in enumerate(group_iterations):
+        finish(i, carries[k], group.histories[k])
+    finally:
+      for m in group.latest:
+        m.close()

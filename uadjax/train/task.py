@@ -1,0 +1,92 @@
+"""The task contract: what a model family's task gives the engine, the protocol and the readers.
+
+A task is a frozen dataclass with fields `model` (a Flax module) and `tx` (the optax optimiser),
+plus its own settings from `config.task`, subclassing `Task`. It provides three pure functions:
+
+  init(key, image_shape) -> TrainState             a fresh state for (h, w, c) images
+  train_step(state, batch: Batch, key) -> (state, {'loss': scalar, ...})
+                                                    one update; the same Batch for every family
+  score(variables, images) -> (scores (n,), maps (n, h, w))   float32, evaluation mode
+
+and may override the hooks below, whose defaults suit an unsupervised model. The engine, the
+protocol and `uadjax.inference` call every hook unconditionally, and read the class flags
+(`reconstructs`, `composite_score`, `supervised`) instead of probing for methods.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+class Batch(struct.PyTreeNode):
+  """One training batch, the same for every family.
+
+  Attributes:
+    images: (n, h, w, c) float32 in [0, 1], augmented.
+    labels: (n,) int32; 0 (normal) for the unsupervised families, which train on normals only.
+    weights: (n,) float32 per-image loss weights: the classifier's class weights n / (2 n_c)
+      of each image's class; the unsupervised families ignore them.
+  """
+
+  images: jax.Array
+  labels: jax.Array
+  weights: jax.Array
+
+  @classmethod
+  def of(cls, images, labels=None, weights=None) -> Batch:
+    """A batch of `images`; labels default to 0 (normal), weights to 1."""
+    n = images.shape[0]
+    labels = jnp.zeros(n, jnp.int32) if labels is None else jnp.asarray(labels, jnp.int32)
+    weights = jnp.ones(n, jnp.float32) if weights is None else jnp.asarray(weights, jnp.float32)
+    return cls(images=images, labels=labels, weights=weights)
+
+
+class Task:
+  """The base of every task: the optional hooks, with the defaults of an unsupervised model.
+
+  Class flags:
+    supervised: trains on both classes (the classifier); the protocol then logs where its
+      initial weights come from. The engine itself does not branch on it.
+    reconstructs: `reconstruct` gives an image to show (the autoencoders, f-AnoGAN's G(E(x))).
+    composite_score: the score is a sum of terms that `score_parts` returns (f-AnoGAN: image
+      and feature residuals); the test set's parts are kept in metrics.json.
+  """
+
+  supervised: ClassVar[bool] = False
+  reconstructs: ClassVar[bool] = False
+  composite_score: ClassVar[bool] = False
+
+  def note(self) -> str:
+    """A line about the task for the log and the summary's title ('' for none; the classifier:
+    where its initial weights come from)."""
+    return ''
+
+  def fit_scorer(self, variables, images, train_idx, train_mask):
+    """What the score needs from the training set, fitted before each validation and kept with
+    the best variables (DAGMM: the mixture). Default: nothing; `variables` unchanged."""
+    del images, train_idx, train_mask
+    return variables
+
+  def validation_loss(self, scores, labels, mask, class_weights):
+    """The validation loss (selection 'val_loss'). Default: the mean score of the normal
+    validation images (an autoencoder's reconstruction error)."""
+    del class_weights
+    normal = mask & (labels == 0)
+    return jnp.sum(jnp.where(normal, scores, 0.0)) / jnp.maximum(jnp.sum(normal), 1)
+
+  def reconstruct(self, variables, images):
+    """Reconstructions (n, h, w, c) float32 in [0, 1], where `reconstructs`."""
+    raise NotImplementedError(f'{type(self).__name__} has no reconstruction.')
+
+  def score_parts(self, variables, images) -> dict:
+    """{term: (n,)} of a composite score, where `composite_score`."""
+    raise NotImplementedError(f'{type(self).__name__} has a single-term score.')
+
+  def selection_metric(self, variables, images, fold, key):
+    """A phase's own selection distance, lower is better (engine selection 'task': f-AnoGAN's
+    GAN phase)."""
+    raise NotImplementedError(f'{type(self).__name__} has no selection metric of its own.')
