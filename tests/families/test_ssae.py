@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.conftest import REPO
-from tests.test_models import _torch_cae_parameter_count
+from tests.models.test_cae import _torch_cae_parameter_count
 from uadjax import cv
 from uadjax.models import MODELS, SSAE
 from uadjax.models import ssae as ssae_lib
@@ -63,7 +63,7 @@ def test_shapes_and_parameter_counts_of_the_three_autoencoders():
   params = variables['params']
   assert set(params) == {'band_0', 'band_1', 'band_2'}
   # Each band's autoencoder is the study's CAE with (32..512), (32..256), (32..128) channels
-  # (see tests/test_models.py for the CAE's count against the PyTorch model).
+  # (see tests/models/test_cae.py for the CAE's count against the PyTorch model).
   channels = ((32, 64, 128, 256, 512), (32, 64, 128, 256), (32, 64, 128))
   for k, c in enumerate(channels):
     assert _count(params[f'band_{k}']) == _torch_cae_parameter_count(c)
