@@ -1,72 +1,19 @@
-"""Shared fixtures: paths to the real data (skipped when absent) and tiny configs."""
+"""Shared fixtures: the working directory, the session's compilation cache, and the finished
+tiny runs that the tests which only read a run share (helpers are in tests/helpers.py)."""
 
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / 'shared' / 'data'
-HEAD_CT = SHARED_DATA / 'head_ct'
-
-requires_head_ct = pytest.mark.skipif(
-  not (HEAD_CT / 'labels.csv').exists(),
-  reason=f'the real head CT set is not at {HEAD_CT} (a fresh clone has no ../shared/data)',
-)
+from tests.helpers import REPO, cross_validate
 
 
 @pytest.fixture(autouse=True)
 def _run_from_repo(monkeypatch):
   """Config files name data relative to the repository ('../shared/data/...')."""
   monkeypatch.chdir(REPO)
-
-
-def tiny_config(*variants: str, **overrides):
-  """configs/headct/cae.py with the given variants ('tiny' always), overrides as 'a.b' keys."""
-  from configs.headct import cae
-
-  config = cae.get_config(','.join(('tiny', *variants)))
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
-
-
-def epochs_logged(workdir) -> int:
-  """The last epoch a running protocol wrote to WORKDIR/progress.csv (0 before its first)."""
-  path = workdir / 'progress.csv'
-  if not path.exists():
-    return 0
-  rows = path.read_text().strip().splitlines()[1:]
-  return max((int(r.split(',')[2]) for r in rows), default=0)
-
-
-def cross_validate(workdir, *flags, config='configs/headct/cae.py:tiny,phantoms', env=None):
-  """`python -m experiments.cross_validate` in a subprocess (CPU only unless `env` says
-  otherwise); asserts it succeeded and returns the CompletedProcess."""
-  import subprocess
-  import sys
-
-  cmd = [sys.executable, '-m', 'experiments.cross_validate', f'--config={config}']
-  cmd += [f'--workdir={workdir}', *flags]
-  done = subprocess.run(
-    cmd, cwd=REPO, env=env or env_without_gpu(), capture_output=True, text=True, timeout=600
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done
-
-
-def env_without_gpu() -> dict:
-  """The environment for subprocesses: CPU only, repository on the path."""
-  env = dict(os.environ)
-  env['JAX_PLATFORMS'] = 'cpu'
-  env['PYTHONPATH'] = str(REPO)
-  return env
 
 
 @pytest.fixture(scope='session', autouse=True)

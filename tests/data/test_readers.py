@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import HEAD_CT, requires_head_ct
+from tests.helpers import HEAD_CT, requires_head_ct
 from uadjax.data import readers
 from uadjax.data.readers import DataError
 

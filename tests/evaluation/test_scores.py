@@ -95,10 +95,10 @@ def test_the_cosine_schedule_warms_up_and_decays():
 
 
 def test_score_switches_run_through_the_protocol(tmp_path):
-  from tests.conftest import tiny_config
+  from tests.helpers import TINY_CAE, make_config
 
-  config = tiny_config(
-    'phantoms',
+  config = make_config(
+    TINY_CAE,
     **{'task': ml_collections.ConfigDict(dict(mask='brain', reduction='topk', topk=0.1, blur=1.0))},
   )
   config.optimizer.schedule = 'cosine'

@@ -6,24 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
+from tests.helpers import make_config
 from uadjax import checkpoint, cv
 from uadjax.models import DAGMM, MODELS
 from uadjax.models import dagmm as dagmm_lib
 from uadjax.train import TASKS, make_task
 from uadjax.train.dagmm import DAGMMTask
-
-
-def _config(*variants, **overrides):
-  from configs.headct import dagmm
-
-  config = dagmm.get_config(','.join(('tiny', *variants)))
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
 
 
 def _mixture(seed=0, k=3, d=4):
@@ -94,7 +82,9 @@ def test_model_outputs_and_registries():
 
 
 def test_bfloat16_training_keeps_every_loss_and_score_finite():
-  config = _config(**{'train.dtype': 'bfloat16', 'model.features': (8, 16)})
+  config = make_config(
+    'configs/headct/dagmm.py:tiny', **{'train.dtype': 'bfloat16', 'model.features': (8, 16)}
+  )
   task = make_task(config)
   assert task.model.dtype == jnp.bfloat16
   state = task.init(jax.random.PRNGKey(0), (16, 16, 1))
@@ -119,7 +109,7 @@ def test_bfloat16_training_keeps_every_loss_and_score_finite():
 
 
 def test_fit_scorer_fits_the_mixture_on_the_masked_training_set():
-  task = make_task(_config())
+  task = make_task(make_config('configs/headct/dagmm.py:tiny'))
   state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
   images = jax.random.uniform(jax.random.PRNGKey(1), (25, 32, 32, 1))
   idx = jnp.arange(25)[::-1]
@@ -151,9 +141,19 @@ def _check_run(workdir, summary):
 
 def test_tiny_protocol_end_to_end_sequential(tmp_path):
   workdir = tmp_path / 'dagmm'
-  _check_run(workdir, cv.run(_config('phantoms', **{'cv.parallel': False}), str(workdir)))
+  _check_run(
+    workdir,
+    cv.run(
+      make_config('configs/headct/dagmm.py:tiny,phantoms', **{'cv.parallel': False}), str(workdir)
+    ),
+  )
 
 
 def test_tiny_protocol_end_to_end_fold_parallel(tmp_path):
   workdir = tmp_path / 'dagmm_parallel'
-  _check_run(workdir, cv.run(_config('phantoms', **{'cv.parallel': True}), str(workdir)))
+  _check_run(
+    workdir,
+    cv.run(
+      make_config('configs/headct/dagmm.py:tiny,phantoms', **{'cv.parallel': True}), str(workdir)
+    ),
+  )

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests.helpers import make_config
 from uadjax.evaluation.swd import sliced_wasserstein
 from uadjax.models.fanogan import FAnoGAN
 from uadjax.train import fanogan as fg
@@ -139,25 +140,12 @@ def test_sliced_wasserstein_zero_for_identical_sets_and_grows_with_a_shift():
 # -- both phases end to end -----------------------------------------------------------------------
 
 
-def _tiny(**overrides):
-  from configs.headct import fanogan
-
-  config = fanogan.get_config('tiny,phantoms')
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
-
-
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
   from uadjax import cv
 
   workdir = tmp_path_factory.mktemp('fanogan') / 'run'
-  cv.run(_tiny(), str(workdir))
+  cv.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(workdir))
   return workdir
 
 
@@ -190,7 +178,7 @@ def test_rerun_resumes_the_encoder_phase(tiny_run, tmp_path):
   shutil.rmtree(it1 / 'checkpoints' / 'latest' / '4')
   os.remove(resumed / 'summary.json')
   gan_before = (resumed / 'gan' / 'iter_01' / 'gan.json').read_text()
-  cv.run(_tiny(), str(resumed))
+  cv.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(resumed))
   before = json.loads((tiny_run / 'iter_01' / 'metrics.json').read_text())
   after = json.loads((resumed / 'iter_01' / 'metrics.json').read_text())
   assert after['history']['epoch'] == [1, 2, 3, 4]

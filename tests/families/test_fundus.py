@@ -14,7 +14,7 @@ from PIL import Image
 
 from configs.fundus import densenet as densenet_config
 from configs.fundus import fanogan as fanogan_config
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 from uadjax import cv, fanogan_cv, inference, predict
 from uadjax.data import preprocess, readers, splits
 from uadjax.evaluation import cam, metrics

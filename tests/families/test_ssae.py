@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.conftest import REPO
+from tests.helpers import REPO, make_config
 from tests.models.test_cae import _torch_cae_parameter_count
 from uadjax import cv
 from uadjax.models import MODELS, SSAE
@@ -17,19 +17,6 @@ from uadjax.train.reconstruction import ScaleSpaceTask
 
 def _count(tree):
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
-def _config(*variants, **overrides):
-  from configs.headct import ssae
-
-  config = ssae.get_config(','.join(('tiny', *variants)))
-  for key, value in overrides.items():
-    node = config
-    *path, last = key.split('.')
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return config
 
 
 def test_pyramid_of_a_constant_image_is_flat_with_zero_bands():
@@ -80,7 +67,7 @@ def test_shapes_and_parameter_counts_of_the_three_autoencoders():
 
 
 def test_score_is_the_weighted_sum_of_the_scales_mse_and_the_map_is_full_size():
-  task = make_task(_config(**{'task.weights': (1.0, 2.0, 0.5)}))
+  task = make_task(make_config('configs/headct/ssae.py:tiny', **{'task.weights': (1.0, 2.0, 0.5)}))
   state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 1))
   scores, maps = task.score(state.variables, x)
@@ -94,7 +81,7 @@ def test_score_is_the_weighted_sum_of_the_scales_mse_and_the_map_is_full_size():
 
 
 def test_loss_falls_on_a_fixed_batch():
-  task = make_task(_config())
+  task = make_task(make_config('configs/headct/ssae.py:tiny'))
   state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 1))
   step = jax.jit(task.train_step)
@@ -110,7 +97,7 @@ def test_registries_name_the_ssae():
 
 
 def test_tiny_protocol_end_to_end_on_phantoms(tmp_path):
-  summary = cv.run(_config('phantoms'), str(tmp_path / 'ssae'))
+  summary = cv.run(make_config('configs/headct/ssae.py:tiny,phantoms'), str(tmp_path / 'ssae'))
   assert summary['model'] == 'ssae' and summary['n_iterations'] == 2
   assert 0 <= summary['metrics']['auc']['mean'] <= 1
   text = (tmp_path / 'ssae' / 'summary.md').read_text()

@@ -9,31 +9,22 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, cross_validate, env_without_gpu, requires_head_ct, tiny_config
+from tests.helpers import (
+  REPO,
+  TINY_CAE,
+  cross_validate,
+  env_without_gpu,
+  make_config,
+  requires_head_ct,
+)
 from uadjax import checkpoint, cv
-
-
-def _cli(workdir, *flags):
-  cmd = [
-    sys.executable,
-    '-m',
-    'experiments.cross_validate',
-    '--config=configs/headct/cae.py:tiny,phantoms',
-    f'--workdir={workdir}',
-    *flags,
-  ]
-  done = subprocess.run(
-    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=600
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done
 
 
 @pytest.fixture(scope='module')
 def finished_run(tmp_path_factory):
   """The tiny protocol on phantoms, run through the entry point like a user would."""
   workdir = tmp_path_factory.mktemp('run') / 'cae'
-  done = _cli(workdir)
+  done = cross_validate(workdir)
   return workdir, done.stdout
 
 
@@ -60,7 +51,7 @@ def test_entry_point_writes_results_checkpoints_and_table(finished_run):
 
 def test_same_seed_same_summary(finished_run, tmp_path):
   workdir, _ = finished_run
-  _cli(tmp_path / 'again')
+  cross_validate(tmp_path / 'again')
   assert (tmp_path / 'again' / 'summary.json').read_text() == (workdir / 'summary.json').read_text()
 
 
@@ -74,7 +65,7 @@ def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, 
   shutil.rmtree(it1 / 'checkpoints' / 'best')
   shutil.rmtree(it1 / 'checkpoints' / 'latest' / '4')
   os.remove(resumed / 'summary.json')
-  done = _cli(resumed)
+  done = cross_validate(resumed)
   assert 'Iteration 0: already done' in done.stderr
   assert 'Iteration 1: resuming from epoch 2' in done.stderr
   before, after = _metrics(workdir, 1), _metrics(resumed, 1)
@@ -85,7 +76,7 @@ def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, 
 
 def test_a_different_config_in_the_same_workdir_is_refused(finished_run):
   workdir, _ = finished_run
-  config = tiny_config('phantoms', **{'optimizer.learning_rate': 1.0})
+  config = make_config(TINY_CAE, **{'optimizer.learning_rate': 1.0})
   with pytest.raises(ValueError, match='optimizer.learning_rate'):
     cv.run(config, str(workdir))
 
@@ -149,14 +140,14 @@ def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
 
 
 def test_host_loop_with_albumentations_runs(tmp_path):
-  config = tiny_config('phantoms', **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
+  config = make_config(TINY_CAE, **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
   summary = cv.run(config, str(tmp_path / 'host'))
   assert summary['n_iterations'] == 1 and 0 <= summary['metrics']['auc']['mean'] <= 1
 
 
 @requires_head_ct
 def test_tiny_protocol_on_the_real_head_ct(tmp_path):
-  config = tiny_config()
+  config = make_config('configs/headct/cae.py:tiny')
   assert config.data.source == 'folder_csv' and config.data.root.endswith('head_ct')
   summary = cv.run(config, str(tmp_path / 'real'))
   assert summary['n_iterations'] == 2
@@ -165,7 +156,7 @@ def test_tiny_protocol_on_the_real_head_ct(tmp_path):
 
 
 def test_bad_data_root_fails_before_writing_anything(tmp_path):
-  config = tiny_config(**{'data.root': str(tmp_path / 'missing')})
+  config = make_config('configs/headct/cae.py:tiny', **{'data.root': str(tmp_path / 'missing')})
   with pytest.raises(Exception, match='missing'):
     cv.run(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work').exists()

@@ -17,24 +17,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import (
+from tests.helpers import (
   HEAD_CT,
   REPO,
+  TINY_CAE,
+  cross_validate_cmd,
   env_without_gpu,
   epochs_logged,
+  make_config,
   requires_head_ct,
-  tiny_config,
 )
 from uadjax import config as config_lib
 from uadjax import cv, io
 from uadjax.run import fingerprint, lock
-
-ENTRY = [sys.executable, '-m', 'experiments.cross_validate']
-
-
-def _entry(workdir, *flags, config='configs/headct/cae.py:tiny,phantoms', **kwargs):
-  return [*ENTRY, f'--config={config}', f'--workdir={workdir}', *flags]
-
 
 # -- one validation pass before anything is written ---------------------------------------------
 
@@ -61,7 +56,7 @@ BAD_FIELDS = [
   'field,value,allowed', BAD_FIELDS, ids=[f'{f}={v}' for f, v, _ in BAD_FIELDS]
 )
 def test_each_bad_field_is_refused_before_any_file(field, value, allowed, tmp_path):
-  config = tiny_config('phantoms', **{field: value})
+  config = make_config(TINY_CAE, **{field: value})
   workdir = tmp_path / 'run'
   with pytest.raises(config_lib.ConfigError) as e:
     cv.run(config, str(workdir))
@@ -72,7 +67,7 @@ def test_each_bad_field_is_refused_before_any_file(field, value, allowed, tmp_pa
 
 
 def test_every_bad_field_is_named_at_once():
-  config = tiny_config('phantoms', **{'cv.threshold': 'bogus', 'train.batch_size': 0})
+  config = make_config(TINY_CAE, **{'cv.threshold': 'bogus', 'train.batch_size': 0})
   with pytest.raises(config_lib.ConfigError, match='(?s)train.batch_size=0.*cv.threshold'):
     config_lib.validate(config)
 
@@ -97,7 +92,7 @@ def test_the_shipped_configs_are_valid():
 def test_the_entry_point_exits_2_naming_the_field_and_creates_nothing(tmp_path):
   workdir = tmp_path / 'run'
   done = subprocess.run(
-    _entry(workdir, '--config.cv.threshold=bogus'),
+    cross_validate_cmd(workdir, '--config.cv.threshold=bogus'),
     cwd=REPO,
     env=env_without_gpu(),
     capture_output=True,
@@ -151,7 +146,7 @@ def test_a_second_run_into_a_busy_workdir_is_refused_naming_the_holder(tmp_path)
   try:
     start = time.time()
     with pytest.raises(lock.WorkdirBusyError, match=f'process {holder.pid} on .*, started'):
-      cv.run(tiny_config('phantoms'), str(workdir))
+      cv.run(make_config(TINY_CAE), str(workdir))
     assert time.time() - start < 60
     assert os.listdir(workdir) == ['.lock'], 'the refused run must write nothing'
   finally:
@@ -195,7 +190,11 @@ _LONG = [
 
 def _stop_at(workdir, signum, epoch: int) -> subprocess.CompletedProcess:
   proc = subprocess.Popen(
-    _entry(workdir, *_LONG), cwd=REPO, env=env_without_gpu(), stderr=subprocess.PIPE, text=True
+    cross_validate_cmd(workdir, *_LONG),
+    cwd=REPO,
+    env=env_without_gpu(),
+    stderr=subprocess.PIPE,
+    text=True,
   )
   deadline = time.time() + 240
   while epochs_logged(workdir) < epoch and proc.poll() is None and time.time() < deadline:
@@ -220,13 +219,23 @@ def test_sigterm_at_a_random_epoch_saves_and_the_rerun_gives_the_same_summary(tm
 
   env = env_without_gpu()
   resumed = subprocess.run(
-    _entry(stopped, *_LONG), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    cross_validate_cmd(stopped, *_LONG),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'resuming from epoch {max(saved)}' in resumed.stderr
   whole = tmp_path / 'whole'
   uninterrupted = subprocess.run(
-    _entry(whole, *_LONG), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    cross_validate_cmd(whole, *_LONG),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
   a = io.read_json(stopped / 'summary.json')
@@ -261,13 +270,14 @@ def _png_folder(root, n_normal=20, n_abnormal=10):
 
 
 def _folder_config(root):
-  return tiny_config(
+  return make_config(
+    'configs/headct/cae.py:tiny',
     **{
       'data.source': 'class_folders',
       'data.root': str(root),
       'cv.iterations': '0',
       'train.epochs': 2,
-    }
+    },
   )
 
 
@@ -303,7 +313,7 @@ def test_the_study_row_only_beside_the_study_data(tmp_path):
   summary = (workdir / 'summary.md').read_text()
   assert 'CAE (study)' not in summary
   assert "not the study's head-CT set" in summary
-  study = tiny_config()
+  study = make_config('configs/headct/cae.py:tiny')
   assert tables.study_row_for(study, {'sha256': fingerprint.STUDY_HEAD_CT_SHA256}) == 'cae'
   assert tables.study_row_for(study, {'sha256': 'another set'}) is None
   assert tables.study_row_for(study, None) == 'cae'  # runs written before fingerprints
@@ -320,7 +330,7 @@ def test_the_study_row_only_beside_the_study_data(tmp_path):
 def test_the_study_fingerprint_is_that_of_the_shared_head_ct():
   from uadjax import data
 
-  config = tiny_config(**{'data.root': str(HEAD_CT)})
+  config = make_config('configs/headct/cae.py:tiny', **{'data.root': str(HEAD_CT)})
   recorded = fingerprint.fingerprint(data.load(config.data), config.data)
   assert recorded['n_images'] == 200
   assert fingerprint.is_study_data(recorded)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from tests.conftest import REPO, env_without_gpu
+from tests.helpers import REPO, env_without_gpu
 from uadjax import inference, predict
 from uadjax.data import preprocess, readers
 from uadjax.data.phantoms import make_phantoms
