@@ -9,7 +9,11 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+import pydicom
 import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / 'shared' / 'data'
@@ -74,3 +78,33 @@ def epochs_logged(workdir) -> int:
     return 0
   rows = path.read_text().strip().splitlines()[1:]
   return max((int(r.split(',')[2]) for r in rows), default=0)
+
+
+def multiframe_dicom(path, frames=3):
+  """pydicom's bundled CT_small repeated `frames` times, each frame 100 HU brighter: one
+  multi-frame file at `path`."""
+  ds = pydicom.dcmread(get_testdata_file('CT_small.dcm', download=False))
+  pixels = ds.pixel_array
+  stack = np.stack([pixels + 100 * k for k in range(frames)]).astype(pixels.dtype)
+  ds.NumberOfFrames = frames
+  ds.PixelData = stack.tobytes()
+  ds.save_as(path)
+  return path
+
+
+def fundus_like(root, n_good=20, n_bad=10, n_outlier=4):
+  """Class folders like a fundus set's. Good: a bright disc; bad: dim and washed out; outlier:
+  noise. JPEGs with spaces in their names."""
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[:90, :120]
+  disc = ((yy - 45) ** 2 + (xx - 60) ** 2 < 38**2).astype(float)
+  for cls, n in (('Good', n_good), ('Bad', n_bad), ('Outlier', n_outlier)):
+    (root / cls).mkdir(parents=True)
+    for i in range(n):
+      img = np.stack([disc * 200, disc * 90, disc * 5], -1) + rng.normal(0, 10, (90, 120, 3))
+      if cls == 'Bad':
+        img = img * 0.3 + 90
+      if cls == 'Outlier':
+        img = rng.uniform(0, 255, (90, 120, 3))
+      Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / cls / f'{cls} ({i}).jpg')
+  return root

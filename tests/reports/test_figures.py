@@ -1,78 +1,12 @@
-"""Tests of uadjax.reports: figures write PNGs, gaps in a run never crash, tables are exact."""
+"""The figures of uadjax.reports.figures: they write PNGs, and gaps in a run never crash them."""
 
-import math
 import struct
 
-import numpy as np
 import pytest
 
-from uadjax.evaluation.metrics import classification_metrics, select_threshold, summarize
-from uadjax.reports import figures, tables
+from uadjax.reports import figures
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
-
-
-def _fake_iteration(rng, iteration, epochs=120, val_every=10):
-  """A metrics dict shaped like the runner's metrics.json, with random but plausible values."""
-  g, b = iteration % 5, iteration // 5
-  epoch = list(range(1, epochs + 1))
-  loss = 0.05 * np.exp(-np.arange(epochs) / 40) + 0.002 + 0.001 * rng.random(epochs)
-  v_epoch = list(range(val_every, epochs + 1, val_every))
-  v_auc = np.clip(
-    0.6
-    + 0.25 * (1 - np.exp(-np.arange(len(v_epoch)) / 4))
-    + 0.05 * rng.standard_normal(len(v_epoch)),
-    0,
-    1,
-  )
-  selected = v_epoch[int(np.argmax(v_auc))]
-
-  def scores(n_normal, n_abnormal):
-    labels = np.r_[np.zeros(n_normal), np.ones(n_abnormal)].astype(int)
-    values = np.where(
-      labels == 1, rng.normal(0.014, 0.004, labels.size), rng.normal(0.010, 0.003, labels.size)
-    )
-    return np.abs(values), labels
-
-  val_scores, val_labels = scores(20, 50)
-  test_scores, test_labels = scores(20, 50)
-  threshold = select_threshold(val_scores, val_labels, 'f1')
-  return {
-    'iteration': iteration,
-    'normal_fold': g,
-    'abnormal_half': b,
-    'n_train': 60,
-    'n_val': 70,
-    'n_test': 70,
-    'history': {'epoch': epoch, 'train_loss': loss.tolist()},
-    'validation': {
-      'epoch': v_epoch,
-      'auc': v_auc.tolist(),
-      'loss': (0.01 + 0.001 * rng.random(len(v_epoch))).tolist(),
-    },
-    'selection': 'val_auc',
-    'selected_epoch': selected,
-    'threshold': {'method': 'f1', 'value': threshold},
-    'val_scores': val_scores.tolist(),
-    'val_labels': val_labels.tolist(),
-    'test': classification_metrics(test_scores, test_labels, threshold),
-    'test_scores': test_scores.tolist(),
-    'test_labels': test_labels.tolist(),
-    'test_names': [f'{i:03d}.png' for i in range(test_labels.size)],
-  }
-
-
-@pytest.fixture(scope='module')
-def run():
-  """Ten synthetic iterations and their summary, as the cross-validation runner writes them."""
-  rng = np.random.default_rng(0)
-  metrics_list = [_fake_iteration(rng, i) for i in range(10)]
-  summary = {
-    'model': 'cae',
-    'n_iterations': 10,
-    'metrics': summarize([m['test'] for m in metrics_list]),
-  }
-  return metrics_list, summary
 
 
 @pytest.fixture(scope='module')
@@ -163,76 +97,3 @@ def test_training_curves_draw_the_validation_loss_of_a_loss_selected_run(
   # Training loss, validation loss (dashed) and the selected epoch's dot on it (loss 1.5).
   assert len(by_loss.lines) == 3 and by_loss.lines[1].get_linestyle() == '--'
   assert by_loss.lines[2].get_ydata()[0] == 1.5 and 'validation loss' in by_loss.get_title()
-
-
-def _hand_mean_std(values):
-  mean = sum(values) / len(values)
-  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-
-def test_summary_markdown_numbers(run):
-  metrics_list, summary = run
-  text = tables.summary_markdown(summary, title='CAE, head CT')
-  lines = text.splitlines()
-  assert lines[0] == '## CAE, head CT'
-  header = '| Model | AUC | Accuracy | Recall | Precision | F1 | Specificity |'
-  assert header in lines
-  row = next(line for line in lines if line.startswith('| CAE (uadjax)'))
-  cells = [c.strip() for c in row.strip('|').split('|')]
-  assert len(cells) == 7
-  for cell, name in zip(cells[1:], tables.COLUMNS, strict=True):
-    mean, std = _hand_mean_std([m['test'][name] for m in metrics_list])
-    assert cell == f'{mean:.2f} ± {std:.2f}', name
-  assert 'population std' in text and '10 iterations' in text
-  assert '(study)' not in text
-
-
-def test_summary_markdown_study_row():
-  summary = {
-    'model': 'fanogan',
-    'n_iterations': 10,
-    'metrics': {'auc': {'mean': 0.5, 'std': 0.1, 'values': [0.4, 0.6]}},
-  }
-  text = tables.summary_markdown(summary, study_model='f-AnoGAN')
-  assert (
-    '| f-AnoGAN (study) | 0.87 ± 0.06 | 0.86 ± 0.02 | 0.93 ± 0.02 | 0.88 ± 0.01 | '
-    '0.91 ± 0.01 | – |' in text
-  )
-  # Metrics the summary lacks are a dash, not a crash.
-  assert '| f-AnoGAN (uadjax) | 0.50 ± 0.10 | – | – | – | – | – |' in text
-  assert tables.STUDY_ROWS['cae']['auc'] == (0.78, 0.09)
-  assert tables.STUDY_ROWS['ssae']['f1'] == (0.86, 0.01)
-  with pytest.raises(ValueError, match='dagmm'):
-    tables.summary_markdown(summary, study_model='dagmm')
-
-
-def test_one_iteration_tables_give_plain_values_without_std():
-  # A hold-out run (the fundus experiments) has one split: '± 0.00' would claim a spread that
-  # was never measured.
-  metrics = {'auc': {'mean': 0.73, 'std': 0.0, 'values': [0.73]}}
-  summary = {
-    'model': 'fanogan',
-    'n_iterations': 1,
-    'metrics': metrics,
-    'extra_test': {'classes': ['Outlier'], 'metrics': metrics},
-  }
-  text = tables.summary_markdown(summary) + tables.extra_test_markdown(summary)
-  assert '| f-AnoGAN (uadjax) | 0.73 | – | – | – | – | – |' in text
-  assert '| this run | 0.73 | – | – | – | – | – |' in text
-  assert '±' not in text.replace('mean ± std', '') and 'one split: no std' in text
-  summary['n_iterations'] = 2
-  assert '| this run | 0.73 ± 0.00 |' in tables.extra_test_markdown(summary)
-
-
-def test_summary_markdown_per_iteration(run):
-  metrics_list, summary = run
-  text = tables.summary_markdown(summary, study_model='cae', per_iteration=metrics_list)
-  assert '| CAE (study) | 0.78 ± 0.09 |' in text
-  rows = [line for line in text.splitlines() if line[2:3].isdigit()]
-  assert len(rows) == 10
-  m = metrics_list[7]
-  cells = [c.strip() for c in rows[7].strip('|').split('|')]
-  assert cells[0] == f'7 ({m["normal_fold"]}/{m["abnormal_half"]})'
-  assert cells[1] == f'{m["test"]["auc"]:.2f}'
-  assert cells[6] == str(m['selected_epoch'])
-  assert cells[7] == f'{m["threshold"]["value"]:.4g}'

@@ -1,0 +1,104 @@
+"""f-AnoGAN training: the WGAN-GP losses and penalty, the critic/generator and encoder tasks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from uadjax.models.fanogan import FAnoGAN
+from uadjax.train import fanogan as fg
+
+SIZE, LATENT = 16, 8
+
+
+def _model(arch='dcgan'):
+  return FAnoGAN(arch=arch, latent_dim=LATENT, dim=4, image_size=SIZE)
+
+
+def _images(n=6, seed=0):
+  return jax.random.uniform(jax.random.PRNGKey(seed), (n, SIZE, SIZE, 1))
+
+
+def test_gradient_penalty_of_a_linear_critic():
+  w = jax.random.normal(jax.random.PRNGKey(1), (SIZE, SIZE, 1))
+  critic = lambda x: jnp.sum(x * w, axis=(1, 2, 3))
+  real, fake = _images(4, 1), _images(4, 2)
+  gp = fg.gradient_penalty(critic, real, fake, jax.random.PRNGKey(3), weight=10.0)
+  expected = 10.0 * (float(jnp.linalg.norm(w)) - 1.0) ** 2
+  np.testing.assert_allclose(float(gp), expected, rtol=1e-5)
+
+
+def test_wgan_loss_signs():
+  low, high = jnp.zeros(4), jnp.ones(4)
+  # The critic's loss falls as it scores real images higher and fakes lower.
+  assert fg.critic_loss(high, low) < fg.critic_loss(low, low) < fg.critic_loss(low, high)
+  # The generator's loss falls as the critic scores its images higher.
+  assert fg.generator_loss(high) < fg.generator_loss(low)
+
+
+def _wgan(n_critic=5):
+  return fg.WGANTask(model=_model(), tx=optax.adam(1e-3, b1=0.0, b2=0.9), n_critic=n_critic)
+
+
+def test_critic_step_raises_the_wasserstein_estimate_and_generator_every_n_critic():
+  task = _wgan(n_critic=3)
+  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  images = _images(8)
+  step = jax.jit(task.train_step)
+  key = jax.random.PRNGKey(5)
+  fake = task.generate(state.variables, task.latent(key, 8))
+
+  def gap(s):
+    d = lambda x: task.discriminate(s.variables, x)[0]
+    return float(jnp.mean(d(fg.to_gan(images))) - jnp.mean(d(fake)))
+
+  g0 = state.params['generator']
+  new, metrics = step(state, images, key)
+  assert gap(new) > gap(state) and np.isfinite(float(metrics['loss']))
+  # Steps 1 and 2 leave the generator alone; step 3 (n_critic) updates it.
+  same = lambda a, b: all(jax.tree.leaves(jax.tree.map(jnp.array_equal, a, b)))
+  assert same(new.params['generator'], g0)
+  new, _ = step(new, images, jax.random.PRNGKey(6))
+  assert same(new.params['generator'], g0)
+  new, _ = step(new, images, jax.random.PRNGKey(7))
+  assert not same(new.params['generator'], g0)
+
+
+def _encoder(variant):
+  return fg.EncoderTask(model=_model(), tx=optax.adam(1e-2), variant=variant)
+
+
+@pytest.mark.parametrize('variant', ['izi', 'izi_f', 'ziz'])
+def test_encoder_training_leaves_generator_and_critic_bit_identical(variant):
+  task = _encoder(variant)
+  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  before = jax.tree.map(np.asarray, (state.params['generator'], state.params['critic']))
+  stats = jax.tree.map(np.asarray, state.batch_stats)
+  step = jax.jit(task.train_step)
+  for i in range(3):
+    state, _ = step(state, _images(6), jax.random.PRNGKey(i))
+  after = (state.params['generator'], state.params['critic'])
+  for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+    assert np.array_equal(a, np.asarray(b))
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(state.batch_stats), strict=True):
+    assert np.array_equal(a, np.asarray(b))
+  scores, maps = task.score(state.variables, _images(6))
+  parts = task.score_parts(state.variables, _images(6))
+  assert scores.shape == (6,) and maps.shape == (6, SIZE, SIZE)
+  np.testing.assert_allclose(scores, parts['image'] + task.kappa * parts['feature'], rtol=1e-6)
+
+
+def test_ziz_lowers_latent_error_on_a_fixed_set():
+  task = _encoder('ziz')
+  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  z = task.latent(jax.random.PRNGKey(99), 32)
+
+  def error(s):
+    return float(jnp.mean(jnp.square(z - task.encode(s.variables, task.generate(s.variables, z)))))
+
+  start = error(state)
+  step = jax.jit(task.train_step)
+  for i in range(30):
+    state, _ = step(state, _images(16), jax.random.PRNGKey(i))
+  assert error(state) < 0.9 * start
