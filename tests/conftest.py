@@ -1,5 +1,6 @@
-"""Shared fixtures: the working directory, the session's compilation cache, and the finished
-tiny runs that the tests which only read a run share (helpers are in tests/helpers.py)."""
+"""Shared fixtures: the working directory, the session's compilation cache, and one finished
+tiny run per family for the tests that only read a run (a test that changes a run changes a
+copy: shutil.copytree). Helpers are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 
 import pytest
 
-from tests.helpers import REPO, cross_validate
+from tests.helpers import REPO, cross_validate, make_config
 
 
 @pytest.fixture(autouse=True)
@@ -30,9 +31,41 @@ def _compilation_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def tiny_run(tmp_path_factory):
-  """One finished tiny run on the phantoms, through the entry point with its report; shared by
-  the report, compare and predict tests (training it is most of their time)."""
+def _tiny_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('tiny_run') / 'cae'
-  cross_validate(workdir, '--report')
+  done = cross_validate(workdir, '--report')
+  return workdir, done.stdout
+
+
+@pytest.fixture(scope='session')
+def tiny_run(_tiny_run):
+  """The CAE's tiny protocol on the phantoms, run through the entry point like a user would,
+  with its report: the protocol, report, compare, predict, rescore and fault tests read it
+  (training it is most of their time)."""
+  return _tiny_run[0]
+
+
+@pytest.fixture(scope='session')
+def tiny_run_stdout(_tiny_run):
+  """What the entry point printed for `tiny_run` (its results table)."""
+  return _tiny_run[1]
+
+
+@pytest.fixture(scope='session')
+def ssae_run(tmp_path_factory):
+  """The SSAE's tiny protocol on the phantoms (cv.run)."""
+  from uadjax import cv
+
+  workdir = tmp_path_factory.mktemp('ssae_run') / 'ssae'
+  cv.run(make_config('configs/headct/ssae.py:tiny,phantoms'), str(workdir))
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def fanogan_run(tmp_path_factory):
+  """f-AnoGAN's tiny protocol on the phantoms, both phases (cv.run)."""
+  from uadjax import cv
+
+  workdir = tmp_path_factory.mktemp('fanogan_run') / 'run'
+  cv.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(workdir))
   return workdir

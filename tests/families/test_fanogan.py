@@ -6,22 +6,12 @@ import os
 import shutil
 
 import numpy as np
-import pytest
 
 from tests.helpers import make_config
 
 
-@pytest.fixture(scope='module')
-def tiny_run(tmp_path_factory):
-  from uadjax import cv
-
-  workdir = tmp_path_factory.mktemp('fanogan') / 'run'
-  cv.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(workdir))
-  return workdir
-
-
-def test_two_phases_write_gan_and_encoder_results(tiny_run):
-  workdir = tiny_run
+def test_two_phases_write_gan_and_encoder_results(fanogan_run):
+  workdir = fanogan_run
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['model'] == 'fanogan' and summary['n_iterations'] == 2
   for i in (0, 1):
@@ -38,11 +28,11 @@ def test_two_phases_write_gan_and_encoder_results(tiny_run):
     )
 
 
-def test_rerun_resumes_the_encoder_phase(tiny_run, tmp_path):
+def test_rerun_resumes_the_encoder_phase(fanogan_run, tmp_path):
   from uadjax import cv
 
   resumed = tmp_path / 'resumed'
-  shutil.copytree(tiny_run, resumed)
+  shutil.copytree(fanogan_run, resumed)
   it1 = resumed / 'iter_01'
   os.remove(it1 / 'metrics.json')
   shutil.rmtree(it1 / 'checkpoints' / 'best')
@@ -50,7 +40,7 @@ def test_rerun_resumes_the_encoder_phase(tiny_run, tmp_path):
   os.remove(resumed / 'summary.json')
   gan_before = (resumed / 'gan' / 'iter_01' / 'gan.json').read_text()
   cv.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(resumed))
-  before = json.loads((tiny_run / 'iter_01' / 'metrics.json').read_text())
+  before = json.loads((fanogan_run / 'iter_01' / 'metrics.json').read_text())
   after = json.loads((resumed / 'iter_01' / 'metrics.json').read_text())
   assert after['history']['epoch'] == [1, 2, 3, 4]
   np.testing.assert_allclose(after['test_scores'], before['test_scores'], rtol=1e-4, atol=1e-6)

@@ -1,16 +1,16 @@
 """The SSAE end to end on the phantoms (the pyramid and the networks are in tests/models, the
 multi-scale score in tests/train)."""
 
-from tests.helpers import REPO, make_config
-from uadjax import cv
+from tests.helpers import REPO
+from uadjax import io
 from uadjax.reports import tables
 
 
-def test_tiny_protocol_end_to_end_on_phantoms(tmp_path):
-  summary = cv.run(make_config('configs/headct/ssae.py:tiny,phantoms'), str(tmp_path / 'ssae'))
+def test_tiny_protocol_end_to_end_on_phantoms(ssae_run):
+  summary = io.read_json(ssae_run / 'summary.json')
   assert summary['model'] == 'ssae' and summary['n_iterations'] == 2
   assert 0 <= summary['metrics']['auc']['mean'] <= 1
-  text = (tmp_path / 'ssae' / 'summary.md').read_text()
+  text = (ssae_run / 'summary.md').read_text()
   assert '| SSAE (uadjax) |' in text
   assert '| SSAE (study) |' not in text  # real-data rows are not set beside phantom results
   assert (

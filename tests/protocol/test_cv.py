@@ -20,20 +20,12 @@ from tests.helpers import (
 from uadjax import checkpoint, cv
 
 
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  """The tiny protocol on phantoms, run through the entry point like a user would."""
-  workdir = tmp_path_factory.mktemp('run') / 'cae'
-  done = cross_validate(workdir)
-  return workdir, done.stdout
-
-
 def _metrics(workdir, i):
   return json.loads((workdir / f'iter_{i:02d}' / 'metrics.json').read_text())
 
 
-def test_entry_point_writes_results_checkpoints_and_table(finished_run):
-  workdir, stdout = finished_run
+def test_entry_point_writes_results_checkpoints_and_table(tiny_run, tiny_run_stdout):
+  workdir, stdout = tiny_run, tiny_run_stdout
   assert '| CAE (uadjax) |' in stdout and 'synthetic phantoms' in stdout
   assert '| CAE (study) |' not in stdout  # real-data rows are not set beside phantom results
   summary = json.loads((workdir / 'summary.json').read_text())
@@ -49,16 +41,16 @@ def test_entry_point_writes_results_checkpoints_and_table(finished_run):
   assert json.loads((workdir / 'config.json').read_text())['model_name'] == 'cae'
 
 
-def test_same_seed_same_summary(finished_run, tmp_path):
-  workdir, _ = finished_run
+def test_same_seed_same_summary(tiny_run, tmp_path):
+  workdir = tiny_run
   cross_validate(tmp_path / 'again')
   assert (tmp_path / 'again' / 'summary.json').read_text() == (workdir / 'summary.json').read_text()
 
 
-def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, tmp_path):
-  workdir, _ = finished_run
+def test_interrupted_iteration_resumes_from_its_latest_checkpoint(tiny_run, tmp_path):
+  workdir = tiny_run
   resumed = tmp_path / 'resumed'
-  shutil.copytree(workdir, resumed)
+  shutil.copytree(workdir, resumed, ignore=shutil.ignore_patterns('report'))
   # As if killed after epoch 2 of iteration 1 was saved: no epoch 4, no best, no metrics.
   it1 = resumed / 'iter_01'
   os.remove(it1 / 'metrics.json')
@@ -74,8 +66,9 @@ def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, 
   assert after['selected_epoch'] == before['selected_epoch']
 
 
-def test_a_different_config_in_the_same_workdir_is_refused(finished_run):
-  workdir, _ = finished_run
+def test_a_different_config_in_the_same_workdir_is_refused(tiny_run, tmp_path):
+  workdir = tmp_path / 'run'  # a copy: were the refusal to fail, the shared run would change
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('report'))
   config = make_config(TINY_CAE, **{'optimizer.learning_rate': 1.0})
   with pytest.raises(ValueError, match='optimizer.learning_rate'):
     cv.run(config, str(workdir))
@@ -106,8 +99,8 @@ print(json.dumps({'max_diff': float(np.max(np.abs(scores - metrics['test_scores'
 """
 
 
-def test_checkpoint_restores_in_a_fresh_process(finished_run):
-  workdir, _ = finished_run
+def test_checkpoint_restores_in_a_fresh_process(tiny_run):
+  workdir = tiny_run
   done = subprocess.run(
     [sys.executable, '-c', RESTORE_SCRIPT, str(workdir)],
     cwd=REPO,
@@ -127,8 +120,8 @@ def test_checkpoint_restore_names_a_missing_path(tmp_path):
     checkpoint.restore(str(tmp_path / 'nothing'))
 
 
-def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
-  workdir, _ = finished_run
+def test_four_devices_give_the_same_metrics(tiny_run, tmp_path):
+  workdir = tiny_run
   env = env_without_gpu()
   env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
   done = cross_validate(tmp_path / 'multi', env=env)
