@@ -17,24 +17,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import (
+from tests.helpers import (
   HEAD_CT,
   REPO,
+  TINY_CAE,
+  cross_validate_cmd,
   env_without_gpu,
   epochs_logged,
+  make_config,
   requires_head_ct,
-  tiny_config,
 )
 from uadjax import config as config_lib
-from uadjax import io, protocol
+from uadjax import io
+from uadjax import protocol as protocol_lib
+from uadjax.protocol import setup as setup_lib
 from uadjax.run import fingerprint, lock
-
-ENTRY = [sys.executable, '-m', 'experiments.cross_validate']
-
-
-def _entry(workdir, *flags, config='configs/headct/cae.py:tiny,phantoms', **kwargs):
-  return [*ENTRY, f'--config={config}', f'--workdir={workdir}', *flags]
-
 
 # -- one validation pass before anything is written ---------------------------------------------
 
@@ -61,10 +58,10 @@ BAD_FIELDS = [
   'field,value,allowed', BAD_FIELDS, ids=[f'{f}={v}' for f, v, _ in BAD_FIELDS]
 )
 def test_each_bad_field_is_refused_before_any_file(field, value, allowed, tmp_path):
-  config = tiny_config('phantoms', **{field: value})
+  config = make_config(TINY_CAE, **{field: value})
   workdir = tmp_path / 'run'
   with pytest.raises(config_lib.ConfigError) as e:
-    protocol.run(config, str(workdir))
+    protocol_lib.run(config, str(workdir))
   message = str(e.value)
   assert f'{field}={value!r}' in message or f'{field}={str(value)!r}' in message, message
   assert allowed in message
@@ -72,7 +69,7 @@ def test_each_bad_field_is_refused_before_any_file(field, value, allowed, tmp_pa
 
 
 def test_every_bad_field_is_named_at_once():
-  config = tiny_config('phantoms', **{'cv.threshold': 'bogus', 'train.batch_size': 0})
+  config = make_config(TINY_CAE, **{'cv.threshold': 'bogus', 'train.batch_size': 0})
   with pytest.raises(config_lib.ConfigError, match='(?s)train.batch_size=0.*cv.threshold'):
     config_lib.validate(config)
 
@@ -97,7 +94,7 @@ def test_the_shipped_configs_are_valid():
 def test_the_entry_point_exits_2_naming_the_field_and_creates_nothing(tmp_path):
   workdir = tmp_path / 'run'
   done = subprocess.run(
-    _entry(workdir, '--config.cv.threshold=bogus'),
+    cross_validate_cmd(workdir, '--config.cv.threshold=bogus'),
     cwd=REPO,
     env=env_without_gpu(),
     capture_output=True,
@@ -151,7 +148,7 @@ def test_a_second_run_into_a_busy_workdir_is_refused_naming_the_holder(tmp_path)
   try:
     start = time.time()
     with pytest.raises(lock.WorkdirBusyError, match=f'process {holder.pid} on .*, started'):
-      protocol.run(tiny_config('phantoms'), str(workdir))
+      protocol_lib.run(make_config(TINY_CAE), str(workdir))
     assert time.time() - start < 60
     assert os.listdir(workdir) == ['.lock'], 'the refused run must write nothing'
   finally:
@@ -195,7 +192,11 @@ _LONG = [
 
 def _stop_at(workdir, signum, epoch: int) -> subprocess.CompletedProcess:
   proc = subprocess.Popen(
-    _entry(workdir, *_LONG), cwd=REPO, env=env_without_gpu(), stderr=subprocess.PIPE, text=True
+    cross_validate_cmd(workdir, *_LONG),
+    cwd=REPO,
+    env=env_without_gpu(),
+    stderr=subprocess.PIPE,
+    text=True,
   )
   deadline = time.time() + 240
   while epochs_logged(workdir) < epoch and proc.poll() is None and time.time() < deadline:
@@ -220,13 +221,23 @@ def test_sigterm_at_a_random_epoch_saves_and_the_rerun_gives_the_same_summary(tm
 
   env = env_without_gpu()
   resumed = subprocess.run(
-    _entry(stopped, *_LONG), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    cross_validate_cmd(stopped, *_LONG),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'resuming from epoch {max(saved)}' in resumed.stderr
   whole = tmp_path / 'whole'
   uninterrupted = subprocess.run(
-    _entry(whole, *_LONG), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    cross_validate_cmd(whole, *_LONG),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
   )
   assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
   a = io.read_json(stopped / 'summary.json')
@@ -261,25 +272,26 @@ def _png_folder(root, n_normal=20, n_abnormal=10):
 
 
 def _folder_config(root):
-  return tiny_config(
+  return make_config(
+    'configs/headct/cae.py:tiny',
     **{
       'data.source': 'class_folders',
       'data.root': str(root),
       'cv.iterations': '0',
       'train.epochs': 2,
-    }
+    },
   )
 
 
 def test_a_rerun_over_changed_data_is_refused_naming_the_files(tmp_path):
   root = _png_folder(tmp_path / 'data')
   workdir = tmp_path / 'run'
-  protocol.run(_folder_config(root), str(workdir))
+  protocol_lib.run(_folder_config(root), str(workdir))
   recorded = io.read_json(workdir / 'config.json')['data_fingerprint']
   assert recorded['n_images'] == 30
 
   # A finished run reruns as 'already done' over the same data ...
-  protocol.run(_folder_config(root), str(workdir))
+  protocol_lib.run(_folder_config(root), str(workdir))
   # ... and is refused over changed data, with what changed named.
   first, second = sorted(os.listdir(root / 'normal'))[:2]
   pixels = np.asarray(Image.open(root / 'normal' / second)).copy()
@@ -287,7 +299,7 @@ def test_a_rerun_over_changed_data_is_refused_naming_the_files(tmp_path):
   Image.fromarray(pixels).save(root / 'normal' / second)
   shutil.copy(root / 'normal' / first, root / 'normal' / 'added.png')
   with pytest.raises(config_lib.ConfigError) as e:
-    protocol.run(_folder_config(root), str(workdir))
+    protocol_lib.run(_folder_config(root), str(workdir))
   message = str(e.value)
   assert 'trained on other data' in message
   assert '1 images added (normal/added.png)' in message
@@ -299,11 +311,11 @@ def test_the_study_row_only_beside_the_study_data(tmp_path):
 
   root = _png_folder(tmp_path / 'data')
   workdir = tmp_path / 'run'
-  protocol.run(_folder_config(root), str(workdir))
+  protocol_lib.run(_folder_config(root), str(workdir))
   summary = (workdir / 'summary.md').read_text()
   assert 'CAE (study)' not in summary
   assert "not the study's head-CT set" in summary
-  study = tiny_config()
+  study = make_config('configs/headct/cae.py:tiny')
   assert tables.study_row_for(study, {'sha256': fingerprint.STUDY_HEAD_CT_SHA256}) == 'cae'
   assert tables.study_row_for(study, {'sha256': 'another set'}) is None
   assert tables.study_row_for(study, None) == 'cae'  # runs written before fingerprints
@@ -320,7 +332,7 @@ def test_the_study_row_only_beside_the_study_data(tmp_path):
 def test_the_study_fingerprint_is_that_of_the_shared_head_ct():
   from uadjax import data
 
-  config = tiny_config(**{'data.root': str(HEAD_CT)})
+  config = make_config('configs/headct/cae.py:tiny', **{'data.root': str(HEAD_CT)})
   recorded = fingerprint.fingerprint(data.load(config.data), config.data)
   assert recorded['n_images'] == 200
   assert fingerprint.is_study_data(recorded)
@@ -328,13 +340,12 @@ def test_the_study_fingerprint_is_that_of_the_shared_head_ct():
 
 def test_too_few_abnormal_validation_images_are_warned_about(monkeypatch):
   from uadjax.data.splits import Split
-  from uadjax.protocol import setup
 
   warnings = []
-  monkeypatch.setattr(setup.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
+  monkeypatch.setattr(setup_lib.logging, 'warning', lambda msg, *args: warnings.append(msg % args))
   labels = np.array([0, 0, 0, 0, 1, 1, 1])
   split = Split(3, 0, 0, np.array([0, 1]), np.array([2, 4]), np.array([3, 5, 6]))
-  protocol.warn_small_classes([split], labels)
+  protocol_lib.warn_small_classes([split], labels)
   assert warnings == [
     'Iteration 3: its validation set has 1 abnormal and 1 normal images; the threshold and '
     'F1 need at least 2 and 1.'

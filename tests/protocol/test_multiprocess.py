@@ -8,17 +8,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, env_without_gpu, epochs_logged
+from tests.helpers import REPO, cross_validate, cross_validate_cmd, env_without_gpu, epochs_logged
 from uadjax import io
 
 FLAGS = [
-  '--config=configs/headct/cae.py:tiny,phantoms',
   '--config.train.epochs=40',
   '--config.cv.epochs_per_call=2',
   '--config.cv.checkpoint_every=10',
@@ -43,18 +41,15 @@ def _launch(workdir, n: int = 2) -> list[subprocess.Popen]:
   port = _free_port()
   return [
     subprocess.Popen(
-      [
-        sys.executable,
-        '-m',
-        'experiments.cross_validate',
+      cross_validate_cmd(
+        workdir,
         *FLAGS,
-        f'--workdir={workdir}',
         '--distributed',
         f'--coordinator_address=127.0.0.1:{port}',
         f'--num_processes={n}',
         f'--process_id={i}',
         '--heartbeat_timeout=10',
-      ],
+      ),
       cwd=REPO,
       env=_env(1),
       stderr=subprocess.PIPE,
@@ -79,15 +74,7 @@ def _finish(procs, timeout=300) -> list[str]:
 
 
 def _single(workdir, devices: int) -> dict:
-  done = subprocess.run(
-    [sys.executable, '-m', 'experiments.cross_validate', *FLAGS, f'--workdir={workdir}'],
-    cwd=REPO,
-    env=_env(devices),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
+  cross_validate(workdir, *FLAGS, env=_env(devices), timeout=300)
   return io.read_json(workdir / 'summary.json')
 
 

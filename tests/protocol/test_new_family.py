@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from tests.conftest import tiny_config
+from tests.helpers import TINY_CAE, make_config
 from uadjax import families, predict
 from uadjax import protocol as protocol_lib
 from uadjax.reports import write_report
@@ -31,7 +31,7 @@ class ToyAutoencoder(nn.Module):
 def test_a_family_declared_in_the_registry_runs_reports_and_predicts(tmp_path, monkeypatch):
   toy = families.Family('toy', 'Toy AE', ToyAutoencoder, ReconstructionTask)
   monkeypatch.setitem(families.FAMILIES, 'toy', toy)
-  config = tiny_config('phantoms', **{'cv.iterations': '0'})
+  config = make_config(TINY_CAE, **{'cv.iterations': '0'})
   config.model_name = 'toy'
   config.model = {'features': 4}
   workdir = tmp_path / 'run'

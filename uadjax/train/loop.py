@@ -36,7 +36,7 @@ from uadjax.train.task import Batch
 
 SELECTIONS = ('val_auc', 'val_loss', 'last', 'task')
 # Programs that run once (the initial state) compile at LLVM's -O1 on a CPU: 2-3x faster than
-# the default -O3, with bit-identical results (tests/test_train.py checks the CAE's). The
+# the default -O3, with bit-identical results (tests/train/test_train.py checks the CAE's). The
 # training and scoring programs keep the default: their run time is what counts.
 _RUN_ONCE_OPTIONS = {'xla_backend_optimization_level': 1}
 # Folded into an epoch's key for the 'task' selection's draws: steps use 0..steps_per_epoch.

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, env_without_gpu
+from tests.helpers import REPO, env_without_gpu
 from uadjax.reports import compare
 from uadjax.run import fingerprint
 

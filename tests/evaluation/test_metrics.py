@@ -61,3 +61,9 @@ def test_classification_metrics_by_hand():
 def test_summary_uses_population_std():
   s = metrics.summarize([{'auc': 0.6}, {'auc': 0.8}], names=('auc',))
   assert s['auc']['mean'] == pytest.approx(0.7) and s['auc']['std'] == pytest.approx(0.1)
+
+
+def test_fixed_threshold_and_unknown_method():
+  assert metrics.select_threshold([0.1, 0.9], [0, 1], 'fixed', value=0.5) == 0.5
+  with pytest.raises(ValueError, match='fixed'):
+    metrics.select_threshold([0.1, 0.9], [0, 1], 'median')

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import HEAD_CT, requires_head_ct
-from uadjax.data import readers
+from tests.helpers import HEAD_CT, fundus_like, requires_head_ct
+from uadjax.data import preprocess, readers
 from uadjax.data.readers import DataError
 
 
@@ -154,3 +154,28 @@ def test_blank_and_tiny_images_are_named(tmp_path, caplog):
       ['blank: every pixel has one value']
     ]
   assert readers.read_file(str(tmp_path / 'Good' / 'fine.png'), 16).warnings == [[]]
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_with_the_same_result(tmp_path):
+  yy, xx = np.mgrid[:1600, :2000]
+  img = np.stack([(xx / 2000) * 255, (yy / 1600) * 255, np.full_like(xx, 30.0)], -1)
+  path = tmp_path / 'big.jpg'
+  Image.fromarray(img.astype(np.uint8)).save(path, quality=95)
+  with Image.open(path) as im:
+    preprocess.draft(im, 64)
+    assert im.size == (250, 200)  # 1/8: the smallest DCT scale with both sides >= 128
+  fast = readers.read_image(str(path), 64, mode='rgb')
+  with Image.open(path) as im:
+    im.load()
+    full = preprocess.preprocess(im, 64, 'rgb')
+  assert np.abs(fast - full).max() < 0.03
+
+
+def test_class_folders_label_the_extra_class_two(tmp_path):
+  root = fundus_like(tmp_path / 'd', 5, 3, 2)
+  images, labels, names = readers.load_class_folders(
+    str(root), ['Good'], ['Bad'], 16, mode='rg_percentile', extra=['Outlier']
+  )
+  assert images.shape == (10, 16, 16, 2)
+  assert labels.tolist() == [0] * 5 + [1] * 3 + [2] * 2
+  assert names[-1].startswith('Outlier/Outlier (')

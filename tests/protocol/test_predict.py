@@ -9,28 +9,16 @@ import sys
 import zlib
 
 import numpy as np
-import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from tests.conftest import REPO, env_without_gpu
+from tests.helpers import REPO, env_without_gpu, multiframe_dicom
 from uadjax import inference, predict
-from uadjax.data import preprocess, readers
+from uadjax.data import readers
 from uadjax.data.phantoms import make_phantoms
 
 CT = get_testdata_file('CT_small.dcm', download=False)  # bundled with pydicom: no download
-
-
-def _multiframe(path, frames=3):
-  """CT_small repeated `frames` times, each frame 100 HU brighter: one multi-frame file."""
-  ds = pydicom.dcmread(CT)
-  pixels = ds.pixel_array
-  stack = np.stack([pixels + 100 * k for k in range(frames)]).astype(pixels.dtype)
-  ds.NumberOfFrames = frames
-  ds.PixelData = stack.tobytes()
-  ds.save_as(path)
-  return path
 
 
 @pytest.fixture(scope='module')
@@ -43,7 +31,7 @@ def images_dir(tmp_path_factory):
   for path, image in ((root / 'a.png', images[0]), (root / 'sub' / 'b.png', images[1])):
     Image.fromarray((image[..., 0] * 255).astype(np.uint8)).save(path)
   shutil.copy(CT, root / 'sub' / 'ct.dcm')
-  _multiframe(root / 'series')
+  multiframe_dicom(root / 'series')
   (root / 'broken.jpg').write_bytes(b'not a jpeg')
   return root
 
@@ -113,38 +101,6 @@ def test_vote_and_a_single_iteration(tiny_run, images_dir, tmp_path):
   assert all(r['votes'] in ('0/1', '1/1') for r in rows) and 'score_iter_00' not in rows[0]
   assert all((r['decision'] == 'abnormal') == (r['votes'] == '1/1') for r in rows)
   assert not (tmp_path / 'overlays').exists()
-
-
-def test_dicom_to_hounsfield_then_window():
-  ds = pydicom.dcmread(CT)
-  hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
-  width, level = 400.0, 40.0  # a wider window than the default, so few pixels clip
-  expected = np.clip((hu - (level - width / 2)) / width, 0, 1).astype(np.float32)
-  (image,) = readers.read_frames(CT, 32, dicom_window=(width, level))
-  want = preprocess.preprocess(Image.fromarray(expected), 32)
-  np.testing.assert_allclose(image, want, atol=1e-6)
-  assert image.shape == (32, 32, 1) and image.min() == 0 and image.max() == 1
-  # The brain window (W80 L40) is the default.
-  np.testing.assert_array_equal(
-    readers.read_frames(CT, 32)[0], readers.read_frames(CT, 32, dicom_window=(80, 40))[0]
-  )
-
-
-def test_class_folders_read_dicom_frames(tmp_path):
-  for folder in ('normal', 'abnormal'):
-    (tmp_path / folder).mkdir()
-  shutil.copy(CT, tmp_path / 'normal' / 'one.dcm')
-  _multiframe(tmp_path / 'abnormal' / 'three.dcm')
-  images, labels, names = readers.load_class_folders(str(tmp_path), ['normal'], ['abnormal'], 16)
-  assert images.shape == (4, 16, 16, 1) and labels.tolist() == [0, 1, 1, 1]
-  assert names == [
-    'normal/one.dcm',
-    'abnormal/three.dcm#0',
-    'abnormal/three.dcm#1',
-    'abnormal/three.dcm#2',
-  ]
-  with pytest.raises(readers.DataError, match='3 frames'):
-    readers.read_image(str(tmp_path / 'abnormal' / 'three.dcm'), 16)
 
 
 def test_clear_errors(tiny_run, images_dir, tmp_path):

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.conftest import tiny_config
+from tests.helpers import TINY_CAE, make_config
 from uadjax import protocol as protocol_lib
 from uadjax.data import phantoms
 from uadjax.families import make_task
@@ -15,7 +15,7 @@ from uadjax.train.task import Batch
 
 
 def test_loss_falls_on_a_fixed_batch():
-  config = tiny_config('phantoms')
+  config = make_config(TINY_CAE)
   config.model.dropout = 0.0
   config.optimizer.learning_rate = 2e-3  # the study's 2e-4 needs hundreds of steps
   task = make_task(config)
@@ -31,7 +31,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 
 def test_train_step_compiles_once():
-  task = make_task(tiny_config('phantoms'))
+  task = make_task(make_config(TINY_CAE))
   state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
   images = jnp.zeros((10, 32, 32, 1))
 
@@ -45,7 +45,7 @@ def test_train_step_compiles_once():
 
 
 def test_scores_are_per_image_mse():
-  task = make_task(tiny_config('phantoms'))
+  task = make_task(make_config(TINY_CAE))
   state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
   images = jnp.asarray(np.random.default_rng(1).random((4, 32, 32, 1)), jnp.float32)
   scores, maps = task.score(state.variables, images)
@@ -73,7 +73,7 @@ def _train_all(protocol, parallel, iterations):
 def test_fold_parallel_equals_sequential_with_uneven_splits():
   # 23 normals: folds of 5 and 4 images, so training sets differ in size and step counts.
   # With batch 5, iteration 0 trains on 15 images (3 steps an epoch), iteration 2 on 14 (2).
-  config = tiny_config('phantoms', **{'data.phantoms.n_normal': 23, 'train.batch_size': 5})
+  config = make_config(TINY_CAE, **{'data.phantoms.n_normal': 23, 'train.batch_size': 5})
   protocol = protocol_lib.Protocol(config)
   assert [len(protocol.splits[i].train) for i in (0, 2)] == [15, 14]
   assert not protocol.engine.uniform_steps
@@ -93,7 +93,7 @@ def _equal(a, b) -> bool:
 
 
 def test_initial_carry_is_one_program_with_the_eager_values():
-  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine, key = protocol.engine, jax.random.PRNGKey(3)
   carry = engine.initial_carry(key, protocol.image_shape)
   # Compiled at -O1 (it runs once): still bit for bit what the operations give one by one.
@@ -107,7 +107,7 @@ def test_initial_carry_is_one_program_with_the_eager_values():
 
 
 def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
-  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
   fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
@@ -137,7 +137,7 @@ def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
 
 
 def test_sets_of_any_size_score_in_one_program():
-  protocol = protocol_lib.Protocol(tiny_config('phantoms'))
+  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
   variables = protocol.initial_carry(0).best

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from configs.headct import cae
-from tests.conftest import requires_head_ct
+from tests.helpers import requires_head_ct
 from uadjax import data
 from uadjax.data import dataset, phantoms
 

@@ -5,6 +5,7 @@ would download are out of reach here and in CI) or built in the test.
 """
 
 import logging
+import shutil
 
 import numpy as np
 import pydicom
@@ -15,9 +16,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, convert_color_space
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from tests.helpers import multiframe_dicom
 from uadjax.data import preprocess, readers
 
 SIZE = 32
+CT = get_testdata_file('CT_small.dcm', download=False)
 
 
 def _bundled(name):
@@ -202,3 +205,35 @@ def test_loaders_log_the_intensities_and_warn_when_they_differ(tmp_path, caplog)
   assert 'CT window W80 L40: 1 file (first normal/CT_small.dcm)' in message
   assert 'file window W1600 L600: 1 file (first abnormal/MR_small.dcm)' in message
   assert 'normal/tiny.dcm: 3x3 pixels, smaller than 8x8' in caplog.text
+
+
+def test_dicom_to_hounsfield_then_window():
+  ds = pydicom.dcmread(CT)
+  hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+  width, level = 400.0, 40.0  # a wider window than the default, so few pixels clip
+  expected = np.clip((hu - (level - width / 2)) / width, 0, 1).astype(np.float32)
+  (image,) = readers.read_frames(CT, 32, dicom_window=(width, level))
+  want = preprocess.preprocess(Image.fromarray(expected), 32)
+  np.testing.assert_allclose(image, want, atol=1e-6)
+  assert image.shape == (32, 32, 1) and image.min() == 0 and image.max() == 1
+  # The brain window (W80 L40) is the default.
+  np.testing.assert_array_equal(
+    readers.read_frames(CT, 32)[0], readers.read_frames(CT, 32, dicom_window=(80, 40))[0]
+  )
+
+
+def test_class_folders_read_dicom_frames(tmp_path):
+  for folder in ('normal', 'abnormal'):
+    (tmp_path / folder).mkdir()
+  shutil.copy(CT, tmp_path / 'normal' / 'one.dcm')
+  multiframe_dicom(tmp_path / 'abnormal' / 'three.dcm')
+  images, labels, names = readers.load_class_folders(str(tmp_path), ['normal'], ['abnormal'], 16)
+  assert images.shape == (4, 16, 16, 1) and labels.tolist() == [0, 1, 1, 1]
+  assert names == [
+    'normal/one.dcm',
+    'abnormal/three.dcm#0',
+    'abnormal/three.dcm#1',
+    'abnormal/three.dcm#2',
+  ]
+  with pytest.raises(readers.DataError, match='3 frames'):
+    readers.read_image(str(tmp_path / 'abnormal' / 'three.dcm'), 16)

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, env_without_gpu
+from tests.helpers import REPO, env_without_gpu
 
 SUITE = REPO / 'tools' / 'device_suite.py'
 STATUSES = {'ok', 'skipped', 'failed', 'timeout'}

@@ -1,10 +1,10 @@
-"""The 2x5 protocol's invariants."""
+"""The 2x5 protocol's invariants, and the fundus experiments' hold-out split."""
 
 import numpy as np
 import pytest
 
 from uadjax.data import DataError
-from uadjax.data.splits import cross_validation_splits
+from uadjax.data.splits import cross_validation_splits, holdout_split
 
 
 def _labels_groups(n_normal=100, n_abnormal=100, duplicate=(188, 189)):
@@ -90,3 +90,22 @@ def test_conflicting_labels_on_identical_images_are_refused():
   groups = np.array([0, 0, 1, 2, 3, 4, 5, 6])
   with pytest.raises(DataError, match='different labels'):
     cross_validation_splits(labels, groups)
+
+
+def test_holdout_split_fractions_groups_and_the_test_only_class():
+  labels = np.array([0] * 50 + [1] * 20 + [2] * 5)
+  groups = np.arange(75)
+  groups[1] = groups[0]  # two identical normals
+  s = holdout_split(labels, groups, seed=3)
+  assert (len(s.train), len(s.val), len(s.test)) == (30 + 12, 10 + 4, 10 + 4)
+  assert np.bincount(labels[s.train], minlength=2).tolist() == [30, 12]
+  everything = np.concatenate([s.train, s.val, s.test])
+  assert len(np.unique(everything)) == 70 and not (labels[everything] == 2).any()
+  sides = [k for k, part in enumerate((s.train, s.val, s.test)) if 0 in part or 1 in part]
+  assert len(sides) == 1  # the identical pair sits on one side
+  u = holdout_split(labels, groups, seed=3, abnormal_fractions=(0.0, 0.5, 0.5))
+  assert (labels[u.train] == 0).all()
+  assert np.bincount(labels[u.val])[1] == 10 and np.bincount(labels[u.test])[1] == 10
+  assert holdout_split(labels, groups, seed=4).train.tolist() != s.train.tolist()
+  with pytest.raises(ValueError, match='summing to 1'):
+    holdout_split(labels, groups, normal_fractions=(0.6, 0.3, 0.3))

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tests.conftest import cross_validate, env_without_gpu, tiny_config
-from uadjax import compilation_cache, inference, protocol
+from tests.helpers import TINY_CAE, cross_validate, env_without_gpu, make_config
+from uadjax import compilation_cache, inference
+from uadjax import protocol as protocol_lib
 from uadjax.reports import report
 
 
@@ -53,7 +54,7 @@ def test_a_run_from_the_cache_gives_the_results_of_a_compiling_one(tmp_path):
   # from the cache): the same text, sharding annotations included.
   model = inference.load_models(str(tmp_path / 'cold'), [0])[0]
   batch = jnp.zeros((model.batch, *model.image_shape), jnp.float32)
-  engine = protocol.Protocol(tiny_config('phantoms')).engine
+  engine = protocol_lib.Protocol(make_config(TINY_CAE)).engine
   as_in_the_run = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), model.variables)
   assert (
     model.compiled['outputs'].lower(model.variables, batch).as_text()

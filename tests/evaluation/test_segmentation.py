@@ -1,5 +1,4 @@
-"""Pixel-level scores against lesion masks (uadjax.evaluation.segmentation), and the phantom
-segmentation report on tiny finished runs."""
+"""Pixel-level scores against lesion masks (uadjax.evaluation.segmentation)."""
 
 import numpy as np
 import pytest
@@ -48,26 +47,3 @@ def test_best_dice_is_the_max_over_every_threshold_by_brute_force():
 def test_mismatched_sizes_are_refused():
   with pytest.raises(ValueError, match='differ in size'):
     segmentation.pixel_auroc(np.zeros((2, 4, 4)), np.zeros((2, 4, 5), bool))
-
-
-def test_report_on_tiny_phantom_runs(tmp_path):
-  from configs.headct import cae, ssae
-  from uadjax import protocol
-  from uadjax.reports import segmentation as report
-
-  runs = {}
-  for name, module in (('CAE', cae), ('SSAE', ssae)):
-    config = module.get_config('tiny,phantoms')
-    config.train.epochs = 2
-    config.cv.iterations = '0'
-    runs[name] = str(tmp_path / name)
-    protocol.run(config, runs[name])
-  out = report.write_segmentation_report(runs, str(tmp_path / 'seg'))
-  for name in runs:
-    s = out[name]['summary']
-    assert 0 <= s['pixel_auroc']['mean'] <= 1 and 0 < s['best_dice']['mean'] <= 1
-    assert [r['iteration'] for r in out[name]['iterations']] == [0]
-  for f in ('segmentation.md', 'segmentation.json', 'segmentation_scores.png'):
-    assert (tmp_path / 'seg' / f).exists()
-  assert (tmp_path / 'seg' / 'segmentation_examples.png').stat().st_size > 1000
-  assert '| SSAE |' in (tmp_path / 'seg' / 'segmentation.md').read_text()

@@ -9,40 +9,24 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, cross_validate, env_without_gpu, requires_head_ct, tiny_config
-from uadjax import checkpoint, protocol
-
-
-def _cli(workdir, *flags):
-  cmd = [
-    sys.executable,
-    '-m',
-    'experiments.cross_validate',
-    '--config=configs/headct/cae.py:tiny,phantoms',
-    f'--workdir={workdir}',
-    *flags,
-  ]
-  done = subprocess.run(
-    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=600
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return done
-
-
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  """The tiny protocol on phantoms, run through the entry point like a user would."""
-  workdir = tmp_path_factory.mktemp('run') / 'cae'
-  done = _cli(workdir)
-  return workdir, done.stdout
+from tests.helpers import (
+  REPO,
+  TINY_CAE,
+  cross_validate,
+  env_without_gpu,
+  make_config,
+  requires_head_ct,
+)
+from uadjax import checkpoint
+from uadjax import protocol as protocol_lib
 
 
 def _metrics(workdir, i):
   return json.loads((workdir / f'iter_{i:02d}' / 'metrics.json').read_text())
 
 
-def test_entry_point_writes_results_checkpoints_and_table(finished_run):
-  workdir, stdout = finished_run
+def test_entry_point_writes_results_checkpoints_and_table(tiny_run, tiny_run_stdout):
+  workdir, stdout = tiny_run, tiny_run_stdout
   assert '| CAE (uadjax) |' in stdout and 'synthetic phantoms' in stdout
   assert '| CAE (study) |' not in stdout  # real-data rows are not set beside phantom results
   summary = json.loads((workdir / 'summary.json').read_text())
@@ -58,23 +42,23 @@ def test_entry_point_writes_results_checkpoints_and_table(finished_run):
   assert json.loads((workdir / 'config.json').read_text())['model_name'] == 'cae'
 
 
-def test_same_seed_same_summary(finished_run, tmp_path):
-  workdir, _ = finished_run
-  _cli(tmp_path / 'again')
+def test_same_seed_same_summary(tiny_run, tmp_path):
+  workdir = tiny_run
+  cross_validate(tmp_path / 'again')
   assert (tmp_path / 'again' / 'summary.json').read_text() == (workdir / 'summary.json').read_text()
 
 
-def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, tmp_path):
-  workdir, _ = finished_run
+def test_interrupted_iteration_resumes_from_its_latest_checkpoint(tiny_run, tmp_path):
+  workdir = tiny_run
   resumed = tmp_path / 'resumed'
-  shutil.copytree(workdir, resumed)
+  shutil.copytree(workdir, resumed, ignore=shutil.ignore_patterns('report'))
   # As if killed after epoch 2 of iteration 1 was saved: no epoch 4, no best, no metrics.
   it1 = resumed / 'iter_01'
   os.remove(it1 / 'metrics.json')
   shutil.rmtree(it1 / 'checkpoints' / 'best')
   shutil.rmtree(it1 / 'checkpoints' / 'latest' / '4')
   os.remove(resumed / 'summary.json')
-  done = _cli(resumed)
+  done = cross_validate(resumed)
   assert 'Iteration 0: already done' in done.stderr
   assert 'Iteration 1: resuming from epoch 2' in done.stderr
   before, after = _metrics(workdir, 1), _metrics(resumed, 1)
@@ -83,11 +67,12 @@ def test_interrupted_iteration_resumes_from_its_latest_checkpoint(finished_run, 
   assert after['selected_epoch'] == before['selected_epoch']
 
 
-def test_a_different_config_in_the_same_workdir_is_refused(finished_run):
-  workdir, _ = finished_run
-  config = tiny_config('phantoms', **{'optimizer.learning_rate': 1.0})
+def test_a_different_config_in_the_same_workdir_is_refused(tiny_run, tmp_path):
+  workdir = tmp_path / 'run'  # a copy: were the refusal to fail, the shared run would change
+  shutil.copytree(tiny_run, workdir, ignore=shutil.ignore_patterns('report'))
+  config = make_config(TINY_CAE, **{'optimizer.learning_rate': 1.0})
   with pytest.raises(ValueError, match='optimizer.learning_rate'):
-    protocol.run(config, str(workdir))
+    protocol_lib.run(config, str(workdir))
 
 
 RESTORE_SCRIPT = """
@@ -115,8 +100,8 @@ print(json.dumps({'max_diff': float(np.max(np.abs(scores - metrics['test_scores'
 """
 
 
-def test_checkpoint_restores_in_a_fresh_process(finished_run):
-  workdir, _ = finished_run
+def test_checkpoint_restores_in_a_fresh_process(tiny_run):
+  workdir = tiny_run
   done = subprocess.run(
     [sys.executable, '-c', RESTORE_SCRIPT, str(workdir)],
     cwd=REPO,
@@ -136,8 +121,8 @@ def test_checkpoint_restore_names_a_missing_path(tmp_path):
     checkpoint.restore(str(tmp_path / 'nothing'))
 
 
-def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
-  workdir, _ = finished_run
+def test_four_devices_give_the_same_metrics(tiny_run, tmp_path):
+  workdir = tiny_run
   env = env_without_gpu()
   env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
   done = cross_validate(tmp_path / 'multi', env=env)
@@ -149,23 +134,23 @@ def test_four_devices_give_the_same_metrics(finished_run, tmp_path):
 
 
 def test_host_loop_with_albumentations_runs(tmp_path):
-  config = tiny_config('phantoms', **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
-  summary = protocol.run(config, str(tmp_path / 'host'))
+  config = make_config(TINY_CAE, **{'augment.backend': 'albumentations', 'cv.iterations': '0'})
+  summary = protocol_lib.run(config, str(tmp_path / 'host'))
   assert summary['n_iterations'] == 1 and 0 <= summary['metrics']['auc']['mean'] <= 1
 
 
 @requires_head_ct
 def test_tiny_protocol_on_the_real_head_ct(tmp_path):
-  config = tiny_config()
+  config = make_config('configs/headct/cae.py:tiny')
   assert config.data.source == 'folder_csv' and config.data.root.endswith('head_ct')
-  summary = protocol.run(config, str(tmp_path / 'real'))
+  summary = protocol_lib.run(config, str(tmp_path / 'real'))
   assert summary['n_iterations'] == 2
   m = json.loads((tmp_path / 'real' / 'iter_00' / 'metrics.json').read_text())
   assert m['n_train'] == 60 and m['n_val'] == 70 and m['n_test'] == 70
 
 
 def test_bad_data_root_fails_before_writing_anything(tmp_path):
-  config = tiny_config(**{'data.root': str(tmp_path / 'missing')})
+  config = make_config('configs/headct/cae.py:tiny', **{'data.root': str(tmp_path / 'missing')})
   with pytest.raises(Exception, match='missing'):
-    protocol.run(config, str(tmp_path / 'work'))
+    protocol_lib.run(config, str(tmp_path / 'work'))
   assert not (tmp_path / 'work').exists()

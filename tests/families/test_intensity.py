@@ -1,0 +1,35 @@
+"""The intensity baseline through the protocol, the report and predict."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from uadjax import io
+from uadjax import protocol as protocol_lib
+from uadjax.data import phantoms
+
+
+def test_the_intensity_baseline_runs_through_the_protocol_the_report_and_predict(tmp_path):
+  from configs.headct import intensity
+  from uadjax import predict
+  from uadjax.reports import write_report
+
+  config = intensity.get_config('tiny,phantoms')
+  workdir = tmp_path / 'run'
+  summary = protocol_lib.run(config, str(workdir))
+  # Phantom lesions are brighter than the brain: a band above the brain's intensities finds
+  # them.
+  assert summary['metrics']['auc']['mean'] > 0.7
+  metrics = io.read_json(workdir / 'iter_00' / 'metrics.json')
+  assert 1 <= metrics['selected_epoch'] <= len(config.task.percentiles)
+  assert os.path.exists(write_report(str(workdir)))
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  images, labels, _, _ = phantoms.make_phantoms(1, 1, 32, 5)
+  for k, x in enumerate(images):
+    Image.fromarray((x[..., 0] * 255).astype(np.uint8)).save(folder / f'{k}.png')
+  result = predict.predict(str(workdir), str(folder), str(tmp_path / 'out'))
+  assert result['n_images'] == 2 and result['n_errors'] == 0

@@ -1,0 +1,110 @@
+"""What the tests share besides fixtures: where the repository and the real data are, configs
+with overrides, the cross-validation entry point in a subprocess, and its progress log."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+HEAD_CT = SHARED_DATA / 'head_ct'
+
+requires_head_ct = pytest.mark.skipif(
+  not (HEAD_CT / 'labels.csv').exists(),
+  reason=f'the real head CT set is not at {HEAD_CT} (a fresh clone has no ../shared/data)',
+)
+
+TINY_CAE = 'configs/headct/cae.py:tiny,phantoms'
+
+
+def make_config(spec: str, **overrides):
+  """The config `spec` names as the entry point's --config does (the file, then its variants:
+  'configs/headct/cae.py:tiny,phantoms'), with `overrides` as 'a.b' keys."""
+  path, _, variants = spec.partition(':')
+  module = importlib.import_module(path.removesuffix('.py').replace('/', '.'))
+  config = module.get_config(variants or None)
+  for key, value in overrides.items():
+    node = config
+    *parents, last = key.split('.')
+    for part in parents:
+      node = node[part]
+    node[last] = value
+  return config
+
+
+def env_without_gpu() -> dict:
+  """The environment for subprocesses: CPU only, repository on the path."""
+  env = dict(os.environ)
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = str(REPO)
+  return env
+
+
+def cross_validate_cmd(workdir, *flags, config: str = TINY_CAE) -> list[str]:
+  """The command line of `python -m experiments.cross_validate`."""
+  cmd = [sys.executable, '-m', 'experiments.cross_validate', f'--config={config}']
+  return [*cmd, f'--workdir={workdir}', *flags]
+
+
+def cross_validate(workdir, *flags, config: str = TINY_CAE, env=None, timeout=600):
+  """`python -m experiments.cross_validate` in a subprocess (CPU only unless `env` says
+  otherwise); asserts it succeeded and returns the CompletedProcess."""
+  done = subprocess.run(
+    cross_validate_cmd(workdir, *flags, config=config),
+    cwd=REPO,
+    env=env or env_without_gpu(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
+def epochs_logged(workdir) -> int:
+  """The last epoch a running protocol wrote to WORKDIR/progress.csv (0 before its first)."""
+  path = workdir / 'progress.csv'
+  if not path.exists():
+    return 0
+  rows = path.read_text().strip().splitlines()[1:]
+  return max((int(r.split(',')[2]) for r in rows), default=0)
+
+
+def multiframe_dicom(path, frames=3):
+  """pydicom's bundled CT_small repeated `frames` times, each frame 100 HU brighter: one
+  multi-frame file at `path`."""
+  ds = pydicom.dcmread(get_testdata_file('CT_small.dcm', download=False))
+  pixels = ds.pixel_array
+  stack = np.stack([pixels + 100 * k for k in range(frames)]).astype(pixels.dtype)
+  ds.NumberOfFrames = frames
+  ds.PixelData = stack.tobytes()
+  ds.save_as(path)
+  return path
+
+
+def fundus_like(root, n_good=20, n_bad=10, n_outlier=4):
+  """Class folders like a fundus set's. Good: a bright disc; bad: dim and washed out; outlier:
+  noise. JPEGs with spaces in their names."""
+  rng = np.random.default_rng(0)
+  yy, xx = np.mgrid[:90, :120]
+  disc = ((yy - 45) ** 2 + (xx - 60) ** 2 < 38**2).astype(float)
+  for cls, n in (('Good', n_good), ('Bad', n_bad), ('Outlier', n_outlier)):
+    (root / cls).mkdir(parents=True)
+    for i in range(n):
+      img = np.stack([disc * 200, disc * 90, disc * 5], -1) + rng.normal(0, 10, (90, 120, 3))
+      if cls == 'Bad':
+        img = img * 0.3 + 90
+      if cls == 'Outlier':
+        img = rng.uniform(0, 255, (90, 120, 3))
+      Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / cls / f'{cls} ({i}).jpg')
+  return root
