@@ -26,6 +26,7 @@ from uadjax import config as config_lib
 from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
 from uadjax.families import make_task
+from uadjax.run import records
 from uadjax.run.layout import RunDir
 from uadjax.train.loop import outputs_fn
 
@@ -63,7 +64,7 @@ def finished_iterations(workdir: str) -> dict[int, dict]:
   if not os.path.isdir(workdir):
     raise RunError(f'{workdir}: no such run folder.')
   run = RunDir(workdir)
-  return {i: io.read_json(run.metrics(i)) for i in run.iterations_with('metrics.json')}
+  return {i: records.read_metrics(run.metrics(i)) for i in run.iterations_with('metrics.json')}
 
 
 @dataclasses.dataclass
