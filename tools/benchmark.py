@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from uadjax import data
 from uadjax import protocol as protocol_lib
-from uadjax.data.preprocess import CHANNELS
 from uadjax.families import make_task
 from uadjax.protocol.group import Placement
 from uadjax.train.loop import train_on_host
@@ -149,8 +149,7 @@ def measure_step(
   config = ml_collections.ConfigDict(config.to_dict())  # unlocked (flags lock theirs)
   config.train.dtype = dtype
   task = make_task(config, task_class=task_class)
-  size = int(config.data.image_size)
-  shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
+  shape = data.image_shape(config.data)
   bs = int(batch_size or config.train.batch_size)
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(bs, *shape)), jnp.float32)
   labels = jnp.arange(bs, dtype=jnp.int32) % 2

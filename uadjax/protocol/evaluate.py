@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from uadjax import checkpoint, families, io
+from uadjax import checkpoint, data, families, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
@@ -75,7 +75,7 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
     binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
     record.extra_test = {
-      'classes': list(c.data.get('extra_test_classes', ())),
+      'classes': list(data.option(c.data, 'extra_test_classes')),
       'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
       'scores': [float(v) for v in extra_scores],
       'names': [protocol.dataset.names[i] for i in extra],
