@@ -11,8 +11,9 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from uadjax import benchmark, io, runtime
-from uadjax.train import DTYPES
+from tools import benchmark
+from uadjax import io, runtime
+from uadjax.families import DTYPES
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/headct/cae.py', 'Model config.')
 _MODES = flags.DEFINE_list('modes', list(benchmark.MODES), 'Training modes to time.')
@@ -34,7 +35,7 @@ def main(argv):
       print(json.dumps(row), flush=True)
   print(benchmark.format_rows(result['modes']))
   if _LAYERS.value:
-    from uadjax import profiling
+    from tools import profiling
 
     for dtype in _DTYPES.value:
       rows = profiling.layer_table(dtype=DTYPES[dtype])

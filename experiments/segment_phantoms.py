@@ -13,7 +13,7 @@ figures (scores, example maps) to --outdir.
 
 from absl import app, flags, logging
 
-from uadjax import runtime
+from uadjax import runtime, segment
 from uadjax.reports import segmentation
 
 _RUNS = flags.DEFINE_multi_string('run', None, 'LABEL=WORKDIR of a finished phantom run.')
@@ -25,7 +25,7 @@ def main(argv):
   del argv
   runtime.setup()
   runs = dict(r.split('=', 1) for r in _RUNS.value)
-  segmentation.write_segmentation_report(runs, _OUTDIR.value)
+  segmentation.write_segmentation_report(segment.compare_runs(runs), _OUTDIR.value)
   logging.info('Results in %s', _OUTDIR.value)
   with open(f'{_OUTDIR.value}/segmentation.md') as f:
     print(f.read())

@@ -12,10 +12,10 @@ time keeps what it measured. Stages, in order (`--skip` / `--only` take names or
   env               JAX devices and versions, the carried packages, nvidia-smi.
   modes             training images/s and compile time by mode (host loop with albumentations,
                     device epochs, fold-parallel over the 10 iterations) and dtype:
-                    `uadjax.benchmark.measure`, the CAE first, then the other families.
-  steps             each family's train step alone (`uadjax.benchmark.measure_step`): CAE, SSAE,
+                    `tools.benchmark.measure`, the CAE first, then the other families.
+  steps             each family's train step alone (`tools.benchmark.measure_step`): CAE, SSAE,
                     f-AnoGAN critic step and encoder step, DAGMM, DenseNet121 at 224x224.
-  layers            the CAE's ten convolutions, 'plain' vs 'fast' forms (`uadjax.profiling`).
+  layers            the CAE's ten convolutions, 'plain' vs 'fast' forms (`tools/profiling.py`).
   torch             the same CAE in PyTorch (tools/torch_cae_bench.py with --torch_python): AMP
                     bf16 with the data on the GPU (eager, then torch.compile where it works), the
                     study's DataLoader loop on the GPU, the peer script as written (CPU); ratios
@@ -187,7 +187,7 @@ def stage_env(records: Records, args) -> None:
   """Devices, versions and the packages uadjax needs (importable or not, and why)."""
   import jax
 
-  from uadjax import benchmark
+  from tools import benchmark
 
   info = {
     'python': sys.version.split()[0],
@@ -230,7 +230,7 @@ def _version(module: str) -> str:
 
 def stage_modes(records: Records, args) -> None:
   """`benchmark.measure` of each (family, mode, dtype), the CAE's first."""
-  from uadjax import benchmark
+  from tools import benchmark
 
   items = SMOKE_MODE_ITEMS if args.smoke else MODE_ITEMS
   for family, mode, dtype in items:
@@ -251,7 +251,7 @@ def stage_modes(records: Records, args) -> None:
 
 def stage_steps(records: Records, args) -> None:
   """`benchmark.measure_step` of each family and dtype."""
-  from uadjax import benchmark
+  from tools import benchmark
 
   items = SMOKE_STEP_ITEMS if args.smoke else STEP_ITEMS
   # Both convolution forms of the whole model (uadjax/models/conv.py reads UADJAX_CONV_IMPL
@@ -281,7 +281,7 @@ def stage_layers(records: Records, args) -> None:
   """The CAE's convolutions under each form ('plain', 'fast') and dtype."""
   import jax.numpy as jnp
 
-  from uadjax import profiling
+  from tools import profiling
 
   dtypes = (
     (('float32', jnp.float32),)
@@ -850,7 +850,7 @@ def markdown(results: dict) -> str:
   )
   modes = stages.get('modes', {}).get('rows', [])
   if modes:
-    lines += ['## Training modes (uadjax.benchmark.measure; validation included)', '']
+    lines += ['## Training modes (tools.benchmark.measure; validation included)', '']
     lines += _table(
       ['model', 'mode', 'dtype', 'iterations', 'img/s', 'compile s', 'full protocol h', 'note'],
       [
@@ -869,7 +869,7 @@ def markdown(results: dict) -> str:
     )
   steps = stages.get('steps', {}).get('rows', [])
   if steps:
-    lines += ['## Train steps alone (uadjax.benchmark.measure_step; fixed batch)', '']
+    lines += ['## Train steps alone (tools.benchmark.measure_step; fixed batch)', '']
     lines += _table(
       [
         'model',
@@ -901,7 +901,7 @@ def markdown(results: dict) -> str:
     )
   layers = stages.get('layers', {}).get('rows', [])
   if layers:
-    lines += ['## CAE convolutions, plain vs fast (uadjax.profiling; ms per call)', '']
+    lines += ['## CAE convolutions, plain vs fast (tools/profiling.py; ms per call)', '']
     totals: dict = {}
     for r in layers:
       if 'forward_ms' in r:

@@ -6,7 +6,7 @@ Needs torch and pillow only (never uadjax or JAX): it runs under whichever pytho
 The network, the Dataset (decode, resize, augment, min-max on the host) and the augmentation
 are the peer's own (../shared/peer/torch_cae.py, imported from --peer). Ways, in the order
 they run, each one JSON line (training images/s over the timed epochs, validation of 70 images
-every 10 epochs included, as in `uadjax.benchmark.measure`):
+every 10 epochs included, as in `tools/benchmark.py`):
 
   fast_eager     the fastest honest way: the 130 images decoded once and kept on the GPU, the
                  same augmentation batched on the GPU (flip, affine through affine_grid and

@@ -226,7 +226,7 @@ def _model_error(config, size: int) -> str | None:
   import jax
   import jax.numpy as jnp
 
-  from uadjax.data.preprocess import CHANNELS
+  from uadjax import data
   from uadjax.families import make_task
 
   c = ml_collections.ConfigDict(config.to_dict())
@@ -237,7 +237,7 @@ def _model_error(config, size: int) -> str | None:
     task = make_task(c)
   except Exception as e:  # any constructor error is the config's
     return f'build: {type(e).__name__}: {e}'
-  shape = (size, size, CHANNELS[c.data.get('preprocess', 'gray')])
+  shape = data.image_shape(c.data)
 
   def init_and_score(key):
     state = task.init(key, shape)

@@ -21,11 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from uadjax import checkpoint, io
+from uadjax import checkpoint, data, io
 from uadjax import config as config_lib
-from uadjax.data.preprocess import CHANNELS
 from uadjax.evaluation import cam as cam_lib
 from uadjax.families import make_task
+from uadjax.run import records
 from uadjax.run.layout import RunDir
 from uadjax.train.loop import outputs_fn
 
@@ -63,7 +63,7 @@ def finished_iterations(workdir: str) -> dict[int, dict]:
   if not os.path.isdir(workdir):
     raise RunError(f'{workdir}: no such run folder.')
   run = RunDir(workdir)
-  return {i: io.read_json(run.metrics(i)) for i in run.iterations_with('metrics.json')}
+  return {i: records.read_metrics(run.metrics(i)) for i in run.iterations_with('metrics.json')}
 
 
 @dataclasses.dataclass
@@ -207,7 +207,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
     config = ml_collections.ConfigDict(config.to_dict())
     config.task.pretrained = ''
   task = make_task(config)
-  image_shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
+  image_shape = data.image_shape(config.data)
   # The variables the config's model has at this image size, without computing them.
   expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
   # One program for scores, maps and reconstructions (their forward pass is shared).

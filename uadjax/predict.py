@@ -27,7 +27,7 @@ import os
 import numpy as np
 from absl import logging
 
-from uadjax import inference
+from uadjax import data, inference
 from uadjax.data import readers
 from uadjax.data.readers import DataError
 
@@ -76,13 +76,13 @@ def predict(
   config = inference.load_config(run)
   models = inference.load_models(run, iterations, config)
   size = int(config.data.image_size)
-  window = tuple(dicom_window or config.data.get('dicom_window', readers.BRAIN_WINDOW))
+  window = tuple(dicom_window or data.option(config.data, 'dicom_window'))
 
   names, arrays, notes, rows_of_errors, reads = [], [], [], [], []
   for path in files:
     rel = os.path.relpath(path, images_dir)
     try:
-      frames = readers.read_file(path, size, window, config.data.get('preprocess', 'gray'))
+      frames = readers.read_file(path, size, window, data.option(config.data, 'preprocess'))
     except (DataError, ValueError) as e:
       rows_of_errors.append({'file': rel, 'error': str(e)})
       logging.warning('Skipped %s', e)

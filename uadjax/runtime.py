@@ -74,6 +74,7 @@ def user_errors():
   from uadjax.data import DataError
   from uadjax.inference import RunError
   from uadjax.run.lock import WorkdirBusyError
+  from uadjax.run.records import RecordError
   from uadjax.run.stop import Stopped
 
   try:
@@ -81,6 +82,6 @@ def user_errors():
   except Stopped as e:
     logging.warning('%s', e)
     sys.exit(e.exit_code)
-  except (ConfigError, DataError, WorkdirBusyError, RunError) as e:
+  except (ConfigError, DataError, WorkdirBusyError, RunError, RecordError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

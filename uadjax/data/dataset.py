@@ -81,6 +81,26 @@ def check_labels(images: np.ndarray, labels: np.ndarray, names: list[str], group
   )
 
 
+# The optional fields of `config.data`, with their defaults: the one place they are set (older
+# runs' configs lack them; readers of a config ask `option`).
+OPTIONAL = {
+  'preprocess': 'gray',  # uadjax.data.preprocess.MODES
+  'dicom_window': readers.BRAIN_WINDOW,  # (width, level) in HU, CT DICOM files only
+  'extra_test_classes': (),  # class folders labelled 2: tested, never trained on
+}
+
+
+def option(data_config, name: str):
+  """`data_config.<name>`, or its default (`OPTIONAL`) where the config has none."""
+  return data_config.get(name, OPTIONAL[name])
+
+
+def image_shape(data_config) -> tuple[int, int, int]:
+  """(size, size, channels) of the images `data_config` preprocesses to."""
+  size = int(data_config.image_size)
+  return (size, size, preprocess.CHANNELS[option(data_config, 'preprocess')])
+
+
 def load(data_config) -> Dataset:
   """Loads the dataset that `config.data` names.
 
@@ -99,11 +119,9 @@ def load(data_config) -> Dataset:
   """
   c = data_config
   size = int(c.image_size)
-  # Optional fields (older runs' configs lack them): the preprocessing and the test-only class.
-  mode = preprocess.check_mode(c.get('preprocess', 'gray'))
-  extra = tuple(c.get('extra_test_classes', ()))
-  # Optional (runs saved before DICOM support have no such field): (width, level) in HU.
-  dicom_window = tuple(c.get('dicom_window', readers.BRAIN_WINDOW))
+  mode = preprocess.check_mode(option(c, 'preprocess'))
+  extra = tuple(option(c, 'extra_test_classes'))
+  dicom_window = tuple(option(c, 'dicom_window'))
   masks = None
   if c.source == 'phantoms':
     images, labels, masks, names = phantoms.make_phantoms(

@@ -27,7 +27,7 @@ from uadjax.protocol.group import iteration_groups, train_groups
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.run import lock as lock_lib
-from uadjax.run import stop
+from uadjax.run import records, stop
 from uadjax.run.layout import RunDir
 
 
@@ -77,7 +77,7 @@ def finished_results(run_dir: RunDir, iterations: list[int]) -> dict[int, dict]:
   for i in iterations:
     path = run_dir.metrics(i)
     if os.path.exists(path):
-      results[i] = io.read_json(path)
+      results[i] = records.read_metrics(path)
       logging.info('Iteration %d: already done (%s).', i, path)
   return results
 

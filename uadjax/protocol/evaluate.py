@@ -16,10 +16,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from uadjax import checkpoint, families, io
+from uadjax import checkpoint, data, families, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
+from uadjax.run import records
 from uadjax.run.layout import RunDir
 from uadjax.train.loop import Carry, score_all, score_parts_all
 
@@ -41,30 +42,30 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     c.cv.get('threshold_value', 0.5),
   )
   test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
-  result = {
-    'iteration': iteration,
-    'normal_fold': split.normal_fold,
-    'abnormal_half': split.abnormal_half,
-    'n_train': len(split.train),
-    'n_val': len(split.val),
-    'n_test': len(split.test),
-    'history': {'epoch': history['epoch'], 'train_loss': history['train_loss']},
-    'validation': {
+  record = records.IterationRecord(
+    iteration=iteration,
+    normal_fold=split.normal_fold,
+    abnormal_half=split.abnormal_half,
+    n_train=len(split.train),
+    n_val=len(split.val),
+    n_test=len(split.test),
+    history={'epoch': history['epoch'], 'train_loss': history['train_loss']},
+    validation={
       'epoch': history['val_epoch'],
       'auc': history['val_auc'],
       'loss': history['val_loss'],
     },
-    'selection': c.cv.selection,
-    'selected_epoch': int(carry.best_epoch),
-    'selection_metric': float(carry.best_metric),
-    'threshold': {'method': c.cv.threshold, 'value': threshold},
-    'val_scores': [float(s) for s in val_scores],
-    'val_labels': [int(v) for v in labels[split.val]],
-    'test': test,
-    'test_scores': [float(s) for s in test_scores],
-    'test_labels': [int(v) for v in labels[split.test]],
-    'test_names': [protocol.dataset.names[i] for i in split.test],
-  }
+    selection=c.cv.selection,
+    selected_epoch=int(carry.best_epoch),
+    selection_metric=float(carry.best_metric),
+    threshold={'method': c.cv.threshold, 'value': threshold},
+    val_scores=[float(s) for s in val_scores],
+    val_labels=[int(v) for v in labels[split.val]],
+    test=test,
+    test_scores=[float(s) for s in test_scores],
+    test_labels=[int(v) for v in labels[split.test]],
+    test_names=[protocol.dataset.names[i] for i in split.test],
+  )
   extra = np.flatnonzero(labels == 2)
   if extra.size:
     # The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
@@ -73,8 +74,8 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     normal_test = split.test[labels[split.test] == 0]
     scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
     binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
-    result['extra_test'] = {
-      'classes': list(c.data.get('extra_test_classes', ())),
+    record.extra_test = {
+      'classes': list(data.option(c.data, 'extra_test_classes')),
       'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
       'scores': [float(v) for v in extra_scores],
       'names': [protocol.dataset.names[i] for i in extra],
@@ -83,8 +84,8 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   # image, so the histograms can show each.
   if protocol.task.composite_score:
     parts = score_parts_all(protocol.engine, variables, images, split.test)
-    result['test_score_parts'] = {k: [float(v) for v in p] for k, p in parts.items()}
-  return result
+    record.test_score_parts = {k: [float(v) for v in p] for k, p in parts.items()}
+  return record.to_json()
 
 
 def finish_iteration(

@@ -26,6 +26,55 @@ from uadjax.train.loop import Carry, train_on_host
 CHECKPOINT_EVERY_S = 600
 
 
+class Placement:
+  """Where a group's per-iteration trees live on the devices: one iteration as plain device
+  arrays (sequential), or every iteration stacked on a leading axis and sharded over a mesh
+  of all devices (fold-parallel; the axis padded to a multiple of the device count with
+  copies of the first iteration, whose results are discarded).
+
+  Args:
+    n_iterations: the iterations of the group.
+    parallel: fold-parallel.
+  """
+
+  def __init__(self, n_iterations: int, parallel: bool):
+    self.n_iterations = n_iterations
+    self.parallel = parallel
+    self.mesh = None
+    self.n_padded = 1
+    if parallel:
+      devices = np.array(jax.devices())
+      self.mesh = Mesh(devices, ('iterations',))
+      self.n_padded = -(-n_iterations // len(devices)) * len(devices)
+
+  def put(self, trees: list):
+    """The iterations' trees (carries, fold data) on the device(s), stacked when parallel."""
+    if not self.parallel:
+      return jax.tree.map(jnp.asarray, trees[0])
+    trees = trees + [trees[0]] * (self.n_padded - len(trees))
+    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
+    sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
+    return jax.tree.map(
+      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), stacked
+    )
+
+  def get(self, tree) -> list:
+    """Per-iteration numpy copies of a (possibly stacked, sharded) pytree."""
+    if jax.process_count() > 1:
+      tree = multihost_utils.process_allgather(tree, tiled=True)
+    tree = jax.tree.map(np.asarray, tree)
+    if not self.parallel:
+      return [tree]
+    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(self.n_iterations)]
+
+  def replicate(self, x: np.ndarray):
+    """An array (the dataset's images) on every device."""
+    if not self.parallel:
+      return jnp.asarray(x)
+    sharding = NamedSharding(self.mesh, PartitionSpec())
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
 class Group:
   """Iterations trained together: one (sequential) or all (fold-parallel, vmapped, sharded).
 
@@ -54,44 +103,7 @@ class Group:
     self.on_checkpoint = on_checkpoint
     self.latest = [checkpoint.Latest(run_dir.latest(i)) for i in iterations]
     self.histories = [None] * len(iterations)
-    self.mesh = None
-    if parallel:
-      devices = np.array(jax.devices())
-      self.mesh = Mesh(devices, ('iterations',))
-      # Pad the iteration axis to a multiple of the device count with copies of the first
-      # iteration; their results are discarded.
-      self.n_padded = -(-len(iterations) // len(devices)) * len(devices)
-    else:
-      self.n_padded = 1
-
-  # -- moving carries between the host and the device ------------------------------------------
-
-  def _put(self, trees: list, replicate: bool = False):
-    if not self.parallel:
-      return jax.tree.map(jnp.asarray, trees[0])
-    trees = trees + [trees[0]] * (self.n_padded - len(trees))
-    stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
-    sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
-    return jax.tree.map(
-      lambda x: jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx]), stacked
-    )
-
-  def _get(self, tree) -> list:
-    """Per-iteration numpy copies of a (possibly stacked, sharded) pytree."""
-    if jax.process_count() > 1:
-      tree = multihost_utils.process_allgather(tree, tiled=True)
-    tree = jax.tree.map(np.asarray, tree)
-    if not self.parallel:
-      return [tree]
-    return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(len(self.iterations))]
-
-  def images(self):
-    """The dataset's images on the device(s), replicated."""
-    x = self.p.dataset.images
-    if not self.parallel:
-      return jnp.asarray(x)
-    sharding = NamedSharding(self.mesh, PartitionSpec())
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+    self.placement = Placement(len(iterations), parallel)
 
   # -- resuming ----------------------------------------------------------------------------------
 
@@ -135,9 +147,9 @@ class Group:
     total = c.train.epochs
     carries = self.restore()
     epoch = int(carries[0].epoch)
-    images = self.images()
-    carry = self._put(carries)
-    fold = self._put([self.p.fold_data(i) for i in self.iterations])
+    images = self.placement.replicate(self.p.dataset.images)
+    carry = self.placement.put(carries)
+    fold = self.placement.put([self.p.fold_data(i) for i in self.iterations])
     label = f'iterations {self.iterations}' if self.parallel else f'iteration {self.iterations[0]}'
     per_call = max(1, c.cv.epochs_per_call // c.cv.val_every)
     last_save_epoch, last_save_time = epoch, time.time()
@@ -166,7 +178,7 @@ class Group:
         )
       else:
         carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
-      logs = self._get(logs)
+      logs = self.placement.get(logs)
       epoch += validations * c.cv.val_every
       for k, log in enumerate(logs):
         progress.append_history(self.histories[k], log, epoch - validations * c.cv.val_every)
@@ -186,17 +198,17 @@ class Group:
         or epoch == total
         or time.time() - last_save_time > CHECKPOINT_EVERY_S
       ):
-        self.save_latest(self._get(carry))
+        self.save_latest(self.placement.get(carry))
         last_save_epoch, last_save_time = epoch, time.time()
       if stop.requested() and epoch < total:
         if last_save_epoch != epoch:
-          self.save_latest(self._get(carry))
+          self.save_latest(self.placement.get(carry))
         raise stop.Stopped(
           f'{label}: saved at epoch {epoch}; rerun the same command to resume.', stop.requested()
         )
     if start_epoch == total:  # nothing to train: restored at the end
       return carries
-    return self._get(carry)
+    return self.placement.get(carry)
 
 
 def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:

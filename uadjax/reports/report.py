@@ -36,6 +36,7 @@ from PIL import Image
 
 from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
+from uadjax.evaluation import segmentation
 from uadjax.reports import figures, images, tables
 from uadjax.run.layout import RunDir
 
@@ -59,16 +60,6 @@ def _test_images(config, metrics: dict):
   idx = np.array([index[n] for n in metrics['test_names']])
   masks = None if dataset.masks is None else dataset.masks[idx]
   return dataset.images[idx], masks
-
-
-def _pixel_auc(maps, masks) -> float | None:
-  """Pixel-level AUROC of the maps against the true lesion masks (phantoms)."""
-  from sklearn.metrics import roc_auc_score
-
-  y = np.asarray(masks, bool).reshape(-1)
-  if y.all() or not y.any():
-    return None
-  return float(roc_auc_score(y, np.asarray(maps, np.float64).reshape(-1)))
 
 
 def _samples(run: RunDir, iteration: int, phases=()):
@@ -254,8 +245,8 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
     path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
     add('Class-activation maps', path, line)
   if masks is not None:
-    pixel_auc = _pixel_auc(maps[abnormal], masks[abnormal])
-    if pixel_auc is not None:
+    pixel_auc = segmentation.pixel_auroc(maps[abnormal], masks[abnormal])
+    if not np.isnan(pixel_auc):
       notes.append(
         f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
         f'images, iteration {label}): {pixel_auc:.3f}.'

@@ -1,14 +1,7 @@
-"""Pixel-level segmentation of the synthetic phantoms: finished runs' anomaly maps against the
-phantoms' known lesion masks, side by side for several models (the SSAE against the CAE).
-
-For each run and each finished iteration, the iteration's selected model maps its test images
-(normal and abnormal: healthy pixels are negatives too); the pixel AUROC and the best Dice over
-thresholds are computed on that iteration's test pixels, then averaged over iterations
-(mean ± population std, like the image-level tables).
+"""The phantom segmentation table and figures, drawn from `uadjax.segment.compare_runs`'s
+results (pixel AUROC and best Dice of several runs' anomaly maps against the lesion masks).
 
 Attributes:
-  evaluate_run: per-iteration pixel scores of one run (and its test maps, for figures).
-  compare_runs: `evaluate_run` for several named runs.
   segmentation_markdown: the side-by-side table.
   plot_segmentation_examples: abnormal test phantoms, their masks and each model's map.
   plot_segmentation_scores: pixel AUROC and best Dice per model, mean ± std over iterations.
@@ -25,64 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from uadjax import data, families, inference, io
-from uadjax.evaluation import segmentation
+from uadjax.segment import METRICS
 
 DPI = 120
-METRICS = ('pixel_auroc', 'best_dice')
 HEADERS = {'pixel_auroc': 'Pixel AUROC', 'best_dice': 'Best Dice'}
-
-
-def evaluate_run(workdir: str, iterations=None) -> dict:
-  """Pixel AUROC and best Dice of a finished phantom run, per iteration and mean ± std.
-
-  Args:
-    workdir: the run folder.
-    iterations: the iterations to evaluate (None: every finished one).
-
-  Returns:
-    {'model', 'workdir', 'iterations': [{'iteration', 'pixel_auroc', 'best_dice',
-    'dice_threshold'}], 'summary': {metric: {'mean', 'std'}}, 'maps': {iteration: (names,
-    maps)}} ('maps' is for figures and is not written to JSON).
-
-  Raises:
-    ValueError: the run is not on a data set with lesion masks (data.source != 'phantoms').
-  """
-  config = inference.load_config(workdir)
-  dataset = data.load(config.data)
-  if dataset.masks is None:
-    raise ValueError(f'{workdir}: data.source={config.data.source!r} has no lesion masks.')
-  index = {name: i for i, name in enumerate(dataset.names)}
-  metrics = inference.finished_iterations(workdir)
-  rows, maps_by_iteration = [], {}
-  for model in inference.load_models(workdir, iterations, config=config):
-    names = metrics[model.iteration]['test_names']
-    idx = np.array([index[n] for n in names])
-    _, maps = model.score(dataset.images[idx])
-    scores = segmentation.segmentation_scores(maps, dataset.masks[idx])
-    rows.append({'iteration': model.iteration, **scores})
-    maps_by_iteration[model.iteration] = (names, maps)
-  summary = {
-    m: {'mean': float(np.nanmean(v)), 'std': float(np.nanstd(v))}
-    for m in METRICS
-    for v in [np.array([r[m] for r in rows], np.float64)]
-  }
-  return {
-    'model': config.model_name,
-    'workdir': workdir,
-    'iterations': rows,
-    'summary': summary,
-    'maps': maps_by_iteration,
-  }
-
-
-def compare_runs(runs: Mapping[str, str]) -> dict[str, dict]:
-  """{label: evaluate_run(workdir, common)} for {label: workdir}, on the iterations every run
-  has finished (same test phantoms for every model)."""
-  done = [set(inference.finished_iterations(w)) for w in runs.values()]
-  common = sorted(set.intersection(*done))
-  if not common:
-    raise ValueError(f'The runs {list(runs.values())} have no finished iteration in common.')
-  return {label: evaluate_run(workdir, common) for label, workdir in runs.items()}
 
 
 def segmentation_markdown(results: Mapping[str, dict]) -> str:
@@ -172,10 +111,9 @@ def plot_segmentation_scores(results: Mapping[str, dict], path: str) -> str:
   return _save(fig, path)
 
 
-def write_segmentation_report(runs: Mapping[str, str], outdir: str) -> dict:
-  """Evaluates {label: workdir} and writes segmentation.json, segmentation.md and the two
-  figures into `outdir`. Returns the results (without the maps)."""
-  results = compare_runs(runs)
+def write_segmentation_report(results: Mapping[str, dict], outdir: str) -> dict:
+  """Writes segmentation.json, segmentation.md and the two figures of `results`
+  (`uadjax.segment.compare_runs`) into `outdir`. Returns the results without the maps."""
   os.makedirs(outdir, exist_ok=True)
   plain = {label: {k: v for k, v in r.items() if k != 'maps'} for label, r in results.items()}
   io.write_json(os.path.join(outdir, 'segmentation.json'), plain)

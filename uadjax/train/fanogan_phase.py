@@ -21,6 +21,7 @@ from absl import logging
 from PIL import Image
 
 from uadjax import checkpoint, io
+from uadjax.run import records
 from uadjax.run.layout import RunDir
 
 # Folded into an iteration's key for the fixed codes of the sample grids.
@@ -96,17 +97,17 @@ def finish(protocol, run_dir: RunDir, iteration: int, carry, history) -> dict:
     run_dir.best(iteration),
     {**carry.best, 'epoch': carry.best_epoch, 'metric': carry.best_metric},
   )
-  info = {
-    'iteration': iteration,
-    'selection': 'sliced Wasserstein distance x 1e3, generated vs. training images (lower)',
-    'selected_epoch': int(carry.best_epoch),
-    'selected_swd': float(-carry.best_metric),
-    'select_epochs': history['val_epoch'],
-    'swd': history.get('val_metric', []),
-    'critic_val_auc': history['val_auc'],
-    'epoch': history['epoch'],
-    'critic_loss': history['train_loss'],
-  }
+  info = records.GANRecord(
+    iteration=iteration,
+    selection='sliced Wasserstein distance x 1e3, generated vs. training images (lower)',
+    selected_epoch=int(carry.best_epoch),
+    selected_swd=float(-carry.best_metric),
+    select_epochs=history['val_epoch'],
+    swd=history.get('val_metric', []),
+    critic_val_auc=history['val_auc'],
+    epoch=history['epoch'],
+    critic_loss=history['train_loss'],
+  ).to_json()
   if jax.process_index() == 0:
     write_grid(
       os.path.join(run_dir.samples(iteration), 'selected.png'),

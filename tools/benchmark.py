@@ -1,4 +1,5 @@
-"""End-to-end training throughput of the three training modes, for experiments/benchmark.py.
+"""End-to-end training throughput of the three training modes (experiments/benchmark.py and
+tools/device_suite.py), on the public protocol API.
 
 Modes, on the study's shapes (64x64, batch 30, 60 training images an iteration, validation of
 70 images every 10 epochs):
@@ -15,7 +16,6 @@ validation), for the models whose protocol `measure` does not describe well (Den
 
 from __future__ import annotations
 
-import copy
 import time
 
 import jax
@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from uadjax import data
 from uadjax import protocol as protocol_lib
-from uadjax.data.preprocess import CHANNELS
 from uadjax.families import make_task
+from uadjax.protocol.group import Placement
 from uadjax.train.loop import train_on_host
 from uadjax.train.task import Batch
 
@@ -36,10 +37,6 @@ def _block(tree):
   return jax.tree.map(
     lambda x: x.block_until_ready() if hasattr(x, 'block_until_ready') else x, tree
   )
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
 
 
 def measure(
@@ -60,7 +57,7 @@ def measure(
     study_epochs: epochs of the projected full protocol.
     task_class: another task of the family's model (f-AnoGAN's GAN phase); default its own.
   """
-  config = copy.deepcopy(config)
+  config = ml_collections.ConfigDict(config.to_dict())  # unlocked (flags lock theirs)
   config.train.dtype = dtype
   config.data.source = 'phantoms'
   if 'phantoms' not in config.data:  # configs of other data sets (fundus) have none
@@ -75,14 +72,13 @@ def measure(
   engine = protocol.engine
   n_iter = len(protocol.splits) if mode == 'fold_parallel' else 1
   iterations = list(range(n_iter))
-  images = jnp.asarray(protocol.dataset.images)
   validations = epochs // config.cv.val_every
-  carries = [protocol.initial_carry(i) for i in iterations]
-  folds = [protocol.fold_data(i) for i in iterations]
-  if mode == 'fold_parallel':
-    carry, fold = _stack(carries), _stack(folds)
-  else:
-    carry, fold = jax.tree.map(jnp.asarray, carries[0]), jax.tree.map(jnp.asarray, folds[0])
+  # The run's own placement (`uadjax.protocol.group.Placement`): stacked and sharded when
+  # fold-parallel, as `protocol.run` trains.
+  placement = Placement(n_iter, mode == 'fold_parallel')
+  images = placement.replicate(protocol.dataset.images)
+  carry = placement.put([protocol.initial_carry(i) for i in iterations])
+  fold = placement.put([protocol.fold_data(i) for i in iterations])
 
   if mode == 'host_loop':
 
@@ -150,11 +146,10 @@ def measure_step(
     batch_size: images per step; default `config.train.batch_size`.
     task_class: another task of the family's model (f-AnoGAN's GAN phase); default its own.
   """
-  config = copy.deepcopy(config)
+  config = ml_collections.ConfigDict(config.to_dict())  # unlocked (flags lock theirs)
   config.train.dtype = dtype
   task = make_task(config, task_class=task_class)
-  size = int(config.data.image_size)
-  shape = (size, size, CHANNELS[config.data.get('preprocess', 'gray')])
+  shape = data.image_shape(config.data)
   bs = int(batch_size or config.train.batch_size)
   images = jnp.asarray(np.random.default_rng(0).uniform(size=(bs, *shape)), jnp.float32)
   labels = jnp.arange(bs, dtype=jnp.int32) % 2

@@ -1,6 +1,6 @@
 """Per-layer timings of the CAE's ten convolutions, one row per layer and implementation.
 
-  from uadjax import profiling
+  from tools import profiling   # from the repository root
   print(profiling.format_table(profiling.layer_table()))
 
 Forward is the layer's output; backward is the gradient of <output, cotangent> with respect to
