@@ -1,9 +1,11 @@
-"""The phantom segmentation report (uadjax.reports.segmentation) on tiny finished runs."""
+"""The phantom segmentation scores (uadjax.segment) and their report (uadjax.reports.segmentation)
+on tiny finished runs."""
 
 import shutil
 
 
 def test_report_on_tiny_phantom_runs(tiny_run, ssae_run, tmp_path):
+  from uadjax import segment
   from uadjax.reports import segmentation as report
 
   runs = {}
@@ -11,7 +13,7 @@ def test_report_on_tiny_phantom_runs(tiny_run, ssae_run, tmp_path):
     # The shared runs as one-iteration runs: iteration 0 alone is finished.
     runs[name] = str(tmp_path / name)
     shutil.copytree(run, runs[name], ignore=shutil.ignore_patterns('iter_01', 'latest', 'report'))
-  out = report.write_segmentation_report(runs, str(tmp_path / 'seg'))
+  out = report.write_segmentation_report(segment.compare_runs(runs), str(tmp_path / 'seg'))
   for name in runs:
     s = out[name]['summary']
     assert 0 <= s['pixel_auroc']['mean'] <= 1 and 0 < s['best_dice']['mean'] <= 1
