@@ -45,3 +45,14 @@ def test_rerun_resumes_the_encoder_phase(fanogan_run, tmp_path):
   assert after['history']['epoch'] == [1, 2, 3, 4]
   np.testing.assert_allclose(after['test_scores'], before['test_scores'], rtol=1e-4, atol=1e-6)
   assert (resumed / 'gan' / 'iter_01' / 'gan.json').read_text() == gan_before
+
+
+def test_the_report_shows_the_selected_generators_samples(fanogan_run, tmp_path):
+  # The GAN writes its grids in gan/iter_XX/samples (uadjax.run.layout); the report once
+  # looked in iter_XX/samples and showed none.
+  from uadjax.reports import write_report
+
+  assert not (fanogan_run / 'iter_00' / 'samples').exists()
+  text = open(write_report(str(fanogan_run), str(tmp_path / 'report'), iteration=0)).read()
+  assert '](samples.png)' in text and 'gan/iter_00/samples' in text
+  assert (tmp_path / 'report' / 'samples.png').stat().st_size > 500
