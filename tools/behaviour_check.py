@@ -46,10 +46,8 @@ FAMILIES = {
 }
 
 
-def _python(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-  return subprocess.run(
-    [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-  )
+def _python(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def values(workdir: str) -> dict:
@@ -77,17 +75,13 @@ def values(workdir: str) -> dict:
 def record(out: str, families: list[str]) -> int:
   """Runs each family's :tiny config into OUT/<family>/run; writes OUT/<family>/values.json."""
   failed = 0
-  env = {**os.environ, 'UADJAX_COMPILATION_CACHE': os.environ.get('UADJAX_COMPILATION_CACHE', '')}
-  env = {k: v for k, v in env.items() if v != ''}
   for name in families:
     config, needs_drimdb = FAMILIES[name]
     if needs_drimdb and not os.path.isdir(os.path.join(DRIMDB, 'Good')):
       print(f'{name}: skipped (DRIMDB is not at {DRIMDB})')
       continue
     workdir = os.path.join(out, name, 'run')
-    done = _python(
-      '-m', 'experiments.cross_validate', f'--config={config}', f'--workdir={workdir}', env=env
-    )
+    done = _python('-m', 'experiments.cross_validate', f'--config={config}', f'--workdir={workdir}')
     if done.returncode != 0:
       print(f'{name}: FAILED (exit {done.returncode})\n{done.stderr[-3000:]}')
       failed += 1
@@ -164,8 +158,8 @@ def restore(before: str) -> int:
     done = _python('-m', 'experiments.report', f'--workdir={workdir}', f'--out={report_out}')
     if done.returncode != 0 or not os.path.exists(os.path.join(report_out, 'report.md')):
       problems.append(f'report failed (exit {done.returncode}): {done.stderr[-1500:]}')
-    images = config.data.root if config.data.source != 'phantoms' else None
-    if images is None:
+    images = config.data.root
+    if config.data.source == 'phantoms':
       images = os.path.join(before, name, 'phantom_images')
       _write_phantoms(dataset, images)
     done = _python(

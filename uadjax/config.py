@@ -175,13 +175,14 @@ def _check_protocol(ck: _Checker, config) -> None:
 
 
 def _check_data(ck: _Checker, config) -> None:
+  from uadjax.data.dataset import OPTIONAL
   from uadjax.data.preprocess import MODES
 
   ck.one_of('data.source', SOURCES)
   size = ck.positive_int('data.image_size')
   if size is not None and size < 8:
     ck.add('data.image_size', size, 'must be at least 8')
-  ck.one_of('data.preprocess', MODES, 'gray')
+  ck.one_of('data.preprocess', MODES, OPTIONAL['preprocess'])
   window = _get(config, 'data.dicom_window')
   if window is not None:
     w = tuple(window)

@@ -2,6 +2,7 @@
 selected checkpoint (the network and the energy are in tests/models, the task in tests/train)."""
 
 import numpy as np
+import pytest
 
 from tests.helpers import make_config
 from uadjax import checkpoint
@@ -19,21 +20,8 @@ def _check_run(workdir, summary):
   assert np.isclose(float(np.sum(mixture['phi'])), 1.0, atol=1e-4)
 
 
-def test_tiny_protocol_end_to_end_sequential(tmp_path):
+@pytest.mark.parametrize('parallel', [False, True], ids=['sequential', 'fold_parallel'])
+def test_tiny_protocol_end_to_end(tmp_path, parallel):
   workdir = tmp_path / 'dagmm'
-  _check_run(
-    workdir,
-    protocol_lib.run(
-      make_config('configs/headct/dagmm.py:tiny,phantoms', **{'cv.parallel': False}), str(workdir)
-    ),
-  )
-
-
-def test_tiny_protocol_end_to_end_fold_parallel(tmp_path):
-  workdir = tmp_path / 'dagmm_parallel'
-  _check_run(
-    workdir,
-    protocol_lib.run(
-      make_config('configs/headct/dagmm.py:tiny,phantoms', **{'cv.parallel': True}), str(workdir)
-    ),
-  )
+  config = make_config('configs/headct/dagmm.py:tiny,phantoms', **{'cv.parallel': parallel})
+  _check_run(workdir, protocol_lib.run(config, str(workdir)))

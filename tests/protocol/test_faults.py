@@ -21,6 +21,7 @@ from tests.helpers import (
   HEAD_CT,
   REPO,
   TINY_CAE,
+  cross_validate,
   cross_validate_cmd,
   env_without_gpu,
   epochs_logged,
@@ -219,27 +220,10 @@ def test_sigterm_at_a_random_epoch_saves_and_the_rerun_gives_the_same_summary(tm
   assert f'saved at epoch {max(saved)}; rerun the same command to resume' in done.stderr
   assert not (stopped / 'summary.json').exists()
 
-  env = env_without_gpu()
-  resumed = subprocess.run(
-    cross_validate_cmd(stopped, *_LONG),
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  resumed = cross_validate(stopped, *_LONG)  # asserts exit 0
   assert f'resuming from epoch {max(saved)}' in resumed.stderr
   whole = tmp_path / 'whole'
-  uninterrupted = subprocess.run(
-    cross_validate_cmd(whole, *_LONG),
-    cwd=REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+  cross_validate(whole, *_LONG)
   a = io.read_json(stopped / 'summary.json')
   b = io.read_json(whole / 'summary.json')
   for name, entry in a['metrics'].items():
