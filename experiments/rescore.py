@@ -25,7 +25,7 @@ DEFAULT_VARIANTS = (
   'brain_ssim:mask=brain,residual=ssim',
 )
 
-_RUN = flags.DEFINE_string('run', None, 'A finished run folder (CAE or SSAE).')
+_RUN = flags.DEFINE_string('run', None, 'A finished run folder (CAE, SSAE or f-AnoGAN).')
 _VARIANTS = flags.DEFINE_multi_string(
   'variant', list(DEFAULT_VARIANTS), "'name:key=value,...' of task score switches; repeatable."
 )
@@ -38,7 +38,7 @@ def _parse(text: str) -> tuple[str, dict]:
   for item in filter(None, body.split(',')):
     key, _, value = item.partition('=')
     try:
-      overrides[key] = float(value) if key in ('topk', 'blur') else value
+      overrides[key] = float(value) if key in ('topk', 'blur', 'kappa') else value
     except ValueError as e:
       raise app.UsageError(f'--variant={text!r}: {key}={value!r} is not a number.') from e
   return name, overrides

@@ -2,7 +2,7 @@
 
 `rescore(workdir, variants)` scores each iteration's validation and test images with the run's
 'best' checkpoint under each variant of the `task` score switches (uadjax.evaluation.scores:
-`residual`, `reduction`, `mask`, `topk`, `blur`) and returns their AUCs. It is how a score is
+`residual`, `reduction`, `mask`, `topk`, `blur`; f-AnoGAN's `kappa` too) and returns their AUCs. It is how a score is
 chosen on validation AUC (its test AUC is printed beside it, never used to choose). The
 checkpoints were selected under the run's own score, so a variant's figures here are those of
 the run's checkpoints, not of a run trained and selected under that variant.
@@ -10,19 +10,27 @@ the run's checkpoints, not of a run trained and selected under that variant.
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 import numpy as np
 
 from uadjax import data, inference, protocol
 from uadjax.evaluation import metrics as metrics_lib
+from uadjax.evaluation import scores as scores_lib
+
+# The fields a variant names in full: a variant starts from the study's score, not the run's.
+SWITCHES = frozenset(f.name for f in dataclasses.fields(scores_lib.ScoreSwitches))
 
 
 def rescore(workdir: str, variants: dict[str, dict]) -> dict[str, dict]:
   """{variant: {'val_auc': [...], 'test_auc': [...], 'iterations': [...]}} for each variant.
 
   Args:
-    workdir: a finished run of a reconstruction model (the CAE, the SSAE).
-    variants: {name: task overrides}, e.g. {'study': {}, 'brain': {'mask': 'brain'}}.
+    workdir: a finished run of a model that scores a reconstruction (CAE, SSAE, f-AnoGAN).
+    variants: {name: task overrides}, e.g. {'study': {}, 'brain': {'mask': 'brain'}}. Each
+      starts from the study's score switches (whatever the run was trained with) and the run's
+      other task settings (f-AnoGAN's `kappa`), so {} is the study's score.
   """
   base = inference.load_config(workdir)
   dataset = data.load(base.data)
@@ -31,7 +39,7 @@ def rescore(workdir: str, variants: dict[str, dict]) -> dict[str, dict]:
   out = {}
   for name, overrides in variants.items():
     config = ml_collections.ConfigDict(base.to_dict())
-    task = dict(config.get('task', {}))
+    task = {k: v for k, v in config.get('task', {}).items() if k not in SWITCHES}
     task.update(overrides)
     config.task = task
     rows = {'iterations': [], 'val_auc': [], 'test_auc': []}

@@ -1,11 +1,14 @@
 """f-AnoGAN training: the WGAN-GP losses and penalty, the critic/generator and encoder tasks."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
+from uadjax.evaluation import scores as scores_lib
 from uadjax.models.fanogan import FAnoGAN
 from uadjax.train import fanogan as fg
 from uadjax.train.task import Batch
@@ -103,3 +106,32 @@ def test_ziz_lowers_latent_error_on_a_fixed_set():
   for i in range(30):
     state, _ = step(state, Batch.of(_images(16)), jax.random.PRNGKey(i))
   assert error(state) < 0.9 * start
+
+
+def test_encoder_score_switches_change_the_image_term_only():
+  """The default switches give the study's score; head + top-k scores the [0, 1] residual
+  inside the head, times 4 (the study's [-1, 1] units), plus the unchanged feature term."""
+  study = _encoder('izi_f')
+  state = study.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  images = _images(4)
+  parts = study.parts(state.variables, images)
+  s_study, _ = study.score(state.variables, images)
+  np.testing.assert_allclose(s_study, parts['image'] + parts['feature'], rtol=1e-6)
+  # An explicit 'mean over the whole image' through the switched path is the study's score.
+  whole = dataclasses.replace(study, reduction='topk', topk=1.0)
+  np.testing.assert_allclose(whole.score(state.variables, images)[0], s_study, rtol=1e-3)
+
+  switched = dataclasses.replace(study, mask='head', reduction='topk', topk=0.25)
+  s, maps = switched.score(state.variables, images)
+  recon = (np.asarray(parts['reconstruction']) + 1.0) / 2.0
+  residual = np.mean(np.square(np.asarray(images) - recon), axis=-1)
+  head = np.asarray(scores_lib.region_mask(images, 'head', 0.1, 3))
+  for i in range(4):
+    assert head[i].any()
+    inside = np.sort(residual[i][head[i]])[::-1]
+    k = max(1, int(np.ceil(0.25 * inside.size)))
+    expected = 4.0 * inside[:k].mean() + float(parts['feature'][i])
+    np.testing.assert_allclose(float(s[i]), expected, rtol=1e-4)
+  assert np.all(np.asarray(maps)[~head] == 0.0)
+  with pytest.raises(ValueError, match='task.mask'):
+    dataclasses.replace(study, mask='skull')

@@ -6,9 +6,13 @@ Attributes:
   REDUCTIONS: 'mean' (study) | 'topk' (mean of the largest `topk` fraction of the pixels).
   MASKS: 'none' (study) | 'head' | 'brain' (see uadjax.evaluation.masks).
   residual_map, ssim_map, gaussian_blur, reduce_map: the pieces; `image_scores` composes them.
+  ScoreSwitches: the switches as task fields (`config.task`), shared by every task that scores
+    a reconstruction (the CAE, the SSAE, f-AnoGAN's encoder).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -125,3 +129,53 @@ def image_scores(
   if mask is not None:
     maps = jnp.where(mask, maps, 0.0)
   return scores, maps
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ScoreSwitches:
+  """The score switches of a task that scores a reconstruction, each with the study's value as
+  default (keyword-only fields, so a task's own fields keep their order).
+
+  Attributes:
+    residual: 'squared' (study) | 'ssim'.
+    reduction: 'mean' (study) | 'topk'.
+    mask: 'none' (study) | 'head' | 'brain'.
+    topk: the fraction of pixels 'topk' averages.
+    blur: Gaussian sigma (pixels) applied to the residual map before it is reduced (0: none).
+    mask_threshold, brain_margin: the head mask's threshold and the skull margin in pixels.
+  """
+
+  residual: str = 'squared'
+  reduction: str = 'mean'
+  mask: str = 'none'
+  topk: float = 0.05
+  blur: float = 0.0
+  mask_threshold: float = 0.1
+  brain_margin: int = 3
+
+  def check_score_switches(self) -> None:
+    """Raises ValueError naming the `task.` field whose value is not allowed."""
+    for name, allowed in (('residual', RESIDUALS), ('reduction', REDUCTIONS), ('mask', MASKS)):
+      if getattr(self, name) not in allowed:
+        raise ValueError(f'task.{name}={getattr(self, name)!r}; expected one of {allowed}.')
+    if not 0.0 < self.topk <= 1.0:
+      raise ValueError(f'task.topk={self.topk!r}; expected a fraction in (0, 1].')
+
+  @property
+  def study_score(self) -> bool:
+    """Whether the score is the study's (no score switch set)."""
+    return (self.residual, self.reduction, self.mask, self.blur) == ('squared', 'mean', 'none', 0)
+
+  def switched_scores(self, images, reconstruction):
+    """`image_scores` of (n, h, w, c) images and reconstructions in [0, 1] under the switches."""
+    return image_scores(
+      images,
+      reconstruction,
+      residual=self.residual,
+      reduction=self.reduction,
+      region=self.mask,
+      topk=self.topk,
+      blur=self.blur,
+      mask_threshold=self.mask_threshold,
+      brain_margin=self.brain_margin,
+    )

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from uadjax.evaluation import scores as scores_lib
 from uadjax.evaluation.swd import sliced_wasserstein
 from uadjax.train.state import TrainState
 from uadjax.train.task import Batch, Task
@@ -208,8 +209,13 @@ class WGANTask(_Parts, Task):
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderTask(_Parts, Task):
+class EncoderTask(scores_lib.ScoreSwitches, _Parts, Task):
   """Phase 2: the encoder, with the generator and the critic frozen.
+
+  The training loss is always the study's. The score is image + kappa * feature residual; the
+  score switches (`scores_lib.ScoreSwitches`: a head or brain mask, top-k, blur, SSIM) change
+  its image term only, computed on [0, 1] images and multiplied by 4, the [-1, 1] units of the
+  study's term, so that the switches at their defaults give the study's score.
 
   Attributes:
     model: a `FAnoGAN` module.
@@ -229,6 +235,7 @@ class EncoderTask(_Parts, Task):
   def __post_init__(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'task.variant={self.variant!r}; expected one of {VARIANTS}.')
+    self.check_score_switches()
 
   def init(self, key, image_shape) -> TrainState:
     """A fresh state (all three networks initialised; the driver puts the GAN's in)."""
@@ -274,15 +281,26 @@ class EncoderTask(_Parts, Task):
     )
     return new_state, {'loss': loss}
 
-  def score(self, variables, images):
-    """izi_f's score image + kappa * feature residual (n,) and the residual map (n, h, w)."""
+  def score_terms(self, variables, images) -> dict:
+    """The score's terms: {'image': (n,), 'feature': (n,) unweighted, 'map': (n, h, w)}; the
+    image term and the map under the score switches (the study's when none is set)."""
     p = self.parts(variables, images)
-    return p['image'] + self.kappa * p['feature'], p['map']
+    image, maps = p['image'], p['map']
+    if not self.study_score:
+      image, maps = self.switched_scores(images, (p['reconstruction'] + 1.0) / 2.0)
+      # A residual of [0, 1] images is a quarter of the [-1, 1] one: back to the study's units.
+      image, maps = 4.0 * image, 4.0 * maps
+    return {'image': image, 'feature': p['feature'], 'map': maps}
+
+  def score(self, variables, images):
+    """The score image + kappa * feature residual (n,) and the residual map (n, h, w)."""
+    t = self.score_terms(variables, images)
+    return t['image'] + self.kappa * t['feature'], t['map']
 
   def score_parts(self, variables, images) -> dict:
     """The score's two terms per image: {'image': (n,), 'feature': (n,)} (feature unweighted)."""
-    p = self.parts(variables, images)
-    return {'image': p['image'], 'feature': p['feature']}
+    t = self.score_terms(variables, images)
+    return {'image': t['image'], 'feature': t['feature']}
 
   def reconstruct(self, variables, images):
     """G(E(x)) in [0, 1], float32 (for figures)."""

@@ -25,52 +25,26 @@ from uadjax.train.task import Batch, Task
 
 
 @dataclasses.dataclass(frozen=True)
-class ReconstructionTask(Task):
+class ReconstructionTask(scores_lib.ScoreSwitches, Task):
   """Training and scoring of a model whose output has a 'reconstruction' of its input.
 
   The training loss is always the study's (the batch mean of `errors`). The anomaly score is
-  the study's too unless one of the score switches is set (uadjax.evaluation.scores: the
+  the study's too unless one of the score switches is set (`scores_lib.ScoreSwitches`: the
   residual, its reduction, a head or brain mask, a blur), each with the study's value as
   default.
 
   Attributes:
     model: a Flax module called as `model(images, train=...)`.
     tx: the optax optimiser.
-    residual: 'squared' (study) | 'ssim'.
-    reduction: 'mean' (study) | 'topk'.
-    mask: 'none' (study) | 'head' | 'brain'.
-    topk: the fraction of pixels 'topk' averages.
-    blur: Gaussian sigma (pixels) applied to the residual map before it is reduced (0: none).
-    mask_threshold, brain_margin: the head mask's threshold and the skull margin in pixels.
   """
 
   model: nn.Module
   tx: optax.GradientTransformation
-  residual: str = 'squared'
-  reduction: str = 'mean'
-  mask: str = 'none'
-  topk: float = 0.05
-  blur: float = 0.0
-  mask_threshold: float = 0.1
-  brain_margin: int = 3
 
   reconstructs: ClassVar[bool] = True
 
   def __post_init__(self):
-    for name, allowed in (
-      ('residual', scores_lib.RESIDUALS),
-      ('reduction', scores_lib.REDUCTIONS),
-      ('mask', scores_lib.MASKS),
-    ):
-      if getattr(self, name) not in allowed:
-        raise ValueError(f'task.{name}={getattr(self, name)!r}; expected one of {allowed}.')
-    if not 0.0 < self.topk <= 1.0:
-      raise ValueError(f'task.topk={self.topk!r}; expected a fraction in (0, 1].')
-
-  @property
-  def study_score(self) -> bool:
-    """Whether the score is the study's (no score switch set)."""
-    return (self.residual, self.reduction, self.mask, self.blur) == ('squared', 'mean', 'none', 0)
+    self.check_score_switches()
 
   def errors(self, images, outputs):
     """Per-image scores (n,) and per-pixel maps (n, h, w), float32, of the model's outputs."""
@@ -107,17 +81,7 @@ class ReconstructionTask(Task):
     outputs = self.model.apply(variables, images, train=False)
     if self.study_score:
       return self.errors(images, outputs)
-    return scores_lib.image_scores(
-      images,
-      outputs['reconstruction'],
-      residual=self.residual,
-      reduction=self.reduction,
-      region=self.mask,
-      topk=self.topk,
-      blur=self.blur,
-      mask_threshold=self.mask_threshold,
-      brain_margin=self.brain_margin,
-    )
+    return self.switched_scores(images, outputs['reconstruction'])
 
   def reconstruct(self, variables, images):
     """The reconstructions, float32 (for figures)."""
