@@ -2,10 +2,11 @@
 
 `rescore(workdir, variants)` scores each iteration's validation and test images with the run's
 'best' checkpoint under each variant of the `task` score switches (uadjax.evaluation.scores:
-`residual`, `reduction`, `mask`, `topk`, `blur`; f-AnoGAN's `kappa` too) and returns their AUCs. It is how a score is
-chosen on validation AUC (its test AUC is printed beside it, never used to choose). The
-checkpoints were selected under the run's own score, so a variant's figures here are those of
-the run's checkpoints, not of a run trained and selected under that variant.
+`residual`, `reduction`, `mask`, `topk`, `blur`; f-AnoGAN's `kappa` too) and returns their
+AUCs. It is how a score is chosen on validation AUC (its test AUC is printed beside it, never
+used to choose). The checkpoints were selected under the run's own score, so a variant's
+figures here are those of the run's checkpoints, not of a run trained and selected under that
+variant.
 """
 
 from __future__ import annotations
