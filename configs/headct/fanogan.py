@@ -29,7 +29,7 @@ def get_config(arg=None):
     arch='resnet',  # the original f-AnoGAN 64x64 networks | 'dcgan' (lighter)
     latent_dim=128,
     dim=64,
-    image_size=config.data.image_size,
+    image_size=config.data.get_ref('image_size'),  # follows --config.data.image_size
   )
   # Encoder phase.
   config.task = dict(variant='izi_f', kappa=1.0)
