@@ -19,7 +19,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from uadjax import protocol, runtime
-from uadjax.reports import write_report
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Config file (see configs/).', lock_config=True
@@ -60,6 +59,8 @@ def main(argv):
   logging.info('Results in %s', _WORKDIR.value)
   report = _CONFIG.value.cv.figures if _REPORT.value is None else _REPORT.value
   if report and jax.process_index() == 0:
+    from uadjax.reports import write_report  # matplotlib and scikit-learn: only for the report
+
     logging.info('Report: %s', write_report(_WORKDIR.value))
   print(protocol.format_summary(summary, _WORKDIR.value))
 
