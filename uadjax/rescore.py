@@ -49,7 +49,7 @@ def rescore(workdir: str, variants: dict[str, dict]) -> dict[str, dict]:
       rows['iterations'].append(model.iteration)
       for side, idx in (('val_auc', split.val), ('test_auc', split.test)):
         scores, _ = model.score(dataset.images[idx])
-        rows[side].append(float(metrics_lib.auc(scores, labels[idx])))
+        rows[side].append(float(metrics_lib.auc(scores, labels[idx], xp=np)))
     out[name] = rows
   return out
 

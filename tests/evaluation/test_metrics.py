@@ -17,6 +17,18 @@ def test_auc_equals_sklearn_with_ties(seed):
   assert float(metrics.auc(scores, labels)) == pytest.approx(roc_auc_score(labels, scores), 1e-6)
 
 
+@pytest.mark.parametrize('seed', range(4))
+def test_host_auc_is_the_jitted_one_bit_for_bit(seed):
+  rng = np.random.default_rng(seed)
+  scores = rng.normal(size=37).astype(np.float64)  # float64 in, as the test metrics pass it
+  scores[:5] = scores[5:10]  # ties
+  labels = rng.integers(0, 2, 37)
+  mask = np.arange(37) < 33
+  host = metrics.auc(scores, labels, mask, xp=np)
+  device = jax.jit(metrics.auc)(scores.astype(np.float32), labels, mask)
+  assert host.dtype == np.float32 and float(host) == float(device)
+
+
 def test_auc_ignores_masked_padding_and_vmaps():
   rng = np.random.default_rng(0)
   scores = rng.normal(size=(3, 40)).astype(np.float32)
@@ -30,6 +42,7 @@ def test_auc_ignores_masked_padding_and_vmaps():
 
 def test_auc_is_nan_without_both_classes():
   assert np.isnan(float(metrics.auc(np.ones(4), np.zeros(4))))
+  assert np.isnan(float(metrics.auc(np.ones(4), np.zeros(4), xp=np)))
 
 
 def test_f1_threshold_is_the_best_possible():
