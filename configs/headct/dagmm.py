@@ -27,6 +27,7 @@ def get_config(arg=None):
     dropout=0.25,
     estimation_dropout=0.5,  # study
     eps=1e-8,
+    recon_features='study',  # 'study' (whole image) | 'brain' (inside the brain mask + top 5 %)
   )
   config.task = dict(
     lambda_energy=0.1,  # study

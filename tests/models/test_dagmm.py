@@ -6,6 +6,7 @@ import numpy as np
 from scipy import stats
 
 from uadjax import families
+from uadjax.evaluation import masks
 from uadjax.models import DAGMM
 from uadjax.models import dagmm as dagmm_lib
 from uadjax.train.dagmm import DAGMMTask
@@ -76,3 +77,24 @@ def test_model_outputs_and_registries():
   np.testing.assert_allclose(jnp.sum(out['gamma'], axis=1), 1.0, rtol=1e-5)
   assert variables['params']['code']['kernel'].shape == (4 * 4 * 16, 3)
   assert families.get('dagmm').model is DAGMM and families.get('dagmm').task is DAGMMTask
+
+
+def test_brain_features_see_the_brain_and_not_the_background():
+  yy, xx = np.mgrid[:32, :32]
+  disc = (((yy - 16) ** 2 + (xx - 16) ** 2) < 12**2).astype(np.float32) * 0.8
+  x = np.stack([disc, disc])[..., None]
+  r = x.copy()
+  r[0, 1, 1, 0] = 1.0  # background: outside the head, ignored
+  r[1, 16, 16, 0] = 0.0  # the brain's centre
+  f = np.asarray(dagmm_lib.brain_features(jnp.asarray(x), jnp.asarray(r), eps=0.0))
+  np.testing.assert_allclose(f[0], [0.0, 1.0, 0.0], atol=1e-6)
+  brain = np.asarray(masks.brain_mask(jnp.asarray(x[1:]), 0.1, 3))[0]
+  n = brain.sum()
+  assert brain[16, 16] and not brain[1, 1] and n < (disc > 0).sum()
+  np.testing.assert_allclose(f[1, 0], 0.8 / (0.8 * np.sqrt(n)), rtol=1e-5)  # |x - r| / |x|
+  assert 0.0 < f[1, 2] and f[1, 1] < 1.0
+  model = DAGMM(features=(8, 16), latent=2, n_components=2, recon_features='brain')
+  variables = model.init({'params': jax.random.PRNGKey(0)}, jnp.asarray(x), train=False)
+  assert (
+    model.apply(variables, jnp.asarray(x), train=False)['z'].shape == (2, model.z_dim) == (2, 5)
+  )

@@ -12,7 +12,9 @@ before its Cholesky factor, the log-determinant is 2 sum log diag(L), the Mahala
 triangular solve, and the mixture a log-sum-exp. No inverse, no determinant.
 
 Attributes:
+  FEATURES: the choices of `DAGMM.recon_features`.
   reconstruction_features: (relative Euclidean distance, cosine similarity) of x and x'.
+  brain_features: the same two inside the brain, and the CAE's chosen score.
   fit_mixture: (phi, mu, Sigma) from z and memberships, with optional per-sample weights.
   energy: per-sample energy under a mixture.
   covariance_penalty: sum_k sum_j 1 / (Sigma_k + jitter I)_jj.
@@ -29,9 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from uadjax.evaluation import masks as masks_lib
+from uadjax.evaluation import scores as scores_lib
 from uadjax.models.conv import ConvTranspose
 from uadjax.models.layers import DecoderBlock, EncoderBlock
 
+FEATURES = ('study', 'brain')
 # Keeps log(phi_k) finite (and its gradient non-NaN) for a component no sample belongs to.
 _TINY = 1e-12
 
@@ -46,6 +51,19 @@ def reconstruction_features(x, r, eps: float = 1e-8):
   relative = jnp.linalg.norm(x - r, axis=1) / (norm_x + eps)
   cosine = jnp.sum(x * r, axis=1) / (norm_x * norm_r + eps)
   return jnp.stack([relative, cosine], axis=1)
+
+
+def brain_features(x, r, eps: float = 1e-8):
+  """(n, 3) float32: the relative Euclidean distance and the cosine similarity of x and x'
+  inside the brain mask (the head mask eroded by 3 pixels, from x itself: no skull ring, no
+  background), and the mean of the 5 % largest residuals there after a 1-pixel blur (the score
+  the CAE's and the SSAE's validation sets chose)."""
+  x = x.astype(jnp.float32)
+  r = r.astype(jnp.float32)
+  brain = masks_lib.brain_mask(x, 0.1, 3)[..., None].astype(jnp.float32)
+  inside = reconstruction_features(x * brain, r * brain, eps)
+  top, _ = scores_lib.image_scores(x, r, reduction='topk', region='brain', topk=0.05, blur=1.0)
+  return jnp.concatenate([inside, top[:, None]], axis=1)
 
 
 def fit_mixture(z, gamma, weights=None, eps: float = 1e-8):
@@ -130,6 +148,8 @@ class DAGMM(nn.Module):
     dropout: dropout rate of the autoencoder's blocks.
     estimation_dropout: dropout of the estimation network (study: 0.5).
     eps: the eps of the reconstruction features.
+    recon_features: 'study' (relative distance and cosine similarity of the whole images) or
+      'brain' (`brain_features`: both inside the brain mask, and the brain's top-5 % residual).
     out_channels: channels of the image.
     dtype: compute dtype of the networks; z, gamma and the outputs are float32.
   """
@@ -141,18 +161,20 @@ class DAGMM(nn.Module):
   dropout: float = 0.25
   estimation_dropout: float = 0.5
   eps: float = 1e-8
+  recon_features: str = 'study'
   out_channels: int = 1
   dtype: Any = jnp.float32
 
   @property
   def z_dim(self) -> int:
-    """Size of z: the code plus the two reconstruction features."""
-    return self.latent + 2
+    """Size of z: the code plus the reconstruction features (2, or 3 for 'brain')."""
+    return self.latent + (3 if self.recon_features == 'brain' else 2)
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    """Returns float32 {'reconstruction', 'code' (n, latent), 'z' (n, latent + 2),
-    'gamma' (n, K)}."""
+    """Returns float32 {'reconstruction', 'code' (n, latent), 'z' (n, z_dim), 'gamma' (n, K)}."""
+    if self.recon_features not in FEATURES:
+      raise ValueError(f'model.recon_features={self.recon_features!r}; expected one of {FEATURES}.')
     image = jnp.asarray(x, jnp.float32)
     h = jnp.asarray(x, self.dtype)
     for i, f in enumerate(self.features):
@@ -175,7 +197,8 @@ class DAGMM(nn.Module):
     recon = ConvTranspose(self.out_channels, dtype=self.dtype, name='output')(h)
     recon = recon.astype(jnp.float32)
     code = code.astype(jnp.float32)
-    z = jnp.concatenate([code, reconstruction_features(image, recon, self.eps)], axis=1)
+    features = brain_features if self.recon_features == 'brain' else reconstruction_features
+    z = jnp.concatenate([code, features(image, recon, self.eps)], axis=1)
     # Estimation network: FC(hidden, tanh) -> Dropout -> FC(K) -> softmax (softmax in float32).
     e = nn.Dense(self.hidden, dtype=self.dtype, name='estimation_hidden')(z.astype(self.dtype))
     e = nn.Dropout(self.estimation_dropout, deterministic=not train)(jnp.tanh(e))
