@@ -103,10 +103,10 @@ def test_two_processes_a_kill_a_resume_and_one_process_agree(tmp_path):
   assert (two / 'summary.json').exists(), logs[0][-3000:]
   summary = io.read_json(two / 'summary.json')
 
-  for devices in (2, 1):
-    other = _single(tmp_path / f'one_process_{devices}_devices', devices)
-    for name, entry in summary['metrics'].items():
-      assert entry['values'] == pytest.approx(other['metrics'][name]['values'], abs=1e-6), name
+  # (One process with 2 devices equals one with 1: tests/protocol/test_cv.py, four devices.)
+  other = _single(tmp_path / 'one_process', devices=1)
+  for name, entry in summary['metrics'].items():
+    assert entry['values'] == pytest.approx(other['metrics'][name]['values'], abs=1e-6), name
 
   # One process restores the run's checkpoints and reproduces its test scores.
   from uadjax import data, inference
