@@ -266,7 +266,9 @@ def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
   n = max(len(images), 1)
   cols = min(columns, n)
   rows = math.ceil(n / cols)
-  fig = Figure(figsize=(1.2 * cols, 1.2 * rows + 0.4), layout='constrained')
+  # One image is a grid already (a GAN phase's selected.png): drawn large, the title fits.
+  cell = 1.2 if n > 1 else 4.0
+  fig = Figure(figsize=(cell * cols, cell * rows + 0.4), layout='constrained')
   axes = fig.subplots(rows, cols, squeeze=False).ravel()
   for ax in axes:
     _off(ax)
