@@ -53,12 +53,12 @@ def get_config(arg=None):
     config.cv.epochs_per_call = 50
     config.cv.checkpoint_every = 100
   if 'cpu' in variants:
-    # About 7 min an iteration on a 2-core CPU: the :quick networks, 1200 GAN epochs with the
-    # generator updated every second critic step at twice the study's rate (the fundus :quick
-    # finding: with n_critic 5 and 1e-4 a CPU budget gives the generator too few updates; here
-    # 1200 generator steps instead of :quick's 400), and the encoder trained as the CAE's CPU
-    # recipe trains (common: lr 1e-3, 20 warm-up epochs, cosine decay) for 600 epochs instead
-    # of 200 at the study's 1e-4.
+    # 66m49s for the 10 iterations on a 2-core CPU beside other jobs: the :quick networks,
+    # 1200 GAN epochs with the generator updated every second critic step at twice the study's
+    # rate (the fundus :quick finding: with n_critic 5 and 1e-4 a CPU budget gives the
+    # generator too few updates; here 1200 generator steps instead of :quick's 400), and the
+    # encoder trained as the CAE's CPU recipe trains (common: lr 1e-3, 20 warm-up epochs,
+    # cosine decay) for 600 epochs instead of 200 at the study's 1e-4.
     shorten(config, dim=32, gan_epochs=1200, select_every=100, checkpoint_every=400, epochs=600)
     config.gan.task.n_critic = 2
     config.gan.optimizer.learning_rate = 2e-4

@@ -60,9 +60,10 @@ def brain_features(x, r, eps: float = 1e-8):
   the CAE's and the SSAE's validation sets chose)."""
   x = x.astype(jnp.float32)
   r = r.astype(jnp.float32)
-  brain = masks_lib.brain_mask(x, 0.1, 3)[..., None].astype(jnp.float32)
-  inside = reconstruction_features(x * brain, r * brain, eps)
-  top, _ = scores_lib.image_scores(x, r, reduction='topk', region='brain', topk=0.05, blur=1.0)
+  brain = masks_lib.brain_mask(x, 0.1, 3)  # once: both features use it
+  inside = reconstruction_features(x * brain[..., None], r * brain[..., None], eps)
+  blurred = scores_lib.gaussian_blur(scores_lib.residual_map(x, r), 1.0)
+  top = scores_lib.reduce_map(blurred, brain, 'topk', 0.05)
   return jnp.concatenate([inside, top[:, None]], axis=1)
 
 
