@@ -1,6 +1,8 @@
 """Shared fixtures: the working directory, the session's compilation cache, and one finished
 tiny run per family for the tests that only read a run (a test that changes a run changes a
-copy: shutil.copytree). Helpers are in tests/helpers.py."""
+copy: shutil.copytree). Under pytest-xdist the workers share the cache and the runs
+(`tests.helpers.shared_dir`): each is built once per session, not once per worker. Helpers are
+in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,15 @@ import os
 
 import pytest
 
-from tests.helpers import REPO, cross_validate, make_config
+from tests.helpers import REPO, cross_validate, make_config, shared_dir
+
+# Everything the tests compile at LLVM's -O1, as uadjax's own programs are on a CPU
+# (uadjax.compiler), the eager operations of the unit tests too (JAX compiles each one; at -O3
+# by default): the same level as a run, a sixth less of the suite's time. Subprocesses inherit it.
+if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=1'
+  ).strip()
 
 
 @pytest.fixture(autouse=True)
@@ -19,12 +29,14 @@ def _run_from_repo(monkeypatch):
 
 @pytest.fixture(scope='session', autouse=True)
 def _compilation_cache(tmp_path_factory):
-  """One persistent XLA cache for the session, in this process and its subprocesses (the entry
-  points read UADJAX_COMPILATION_CACHE): the tiny runs compile the same programs, and the
-  tests never write to the user's own cache folder."""
+  """One persistent XLA cache for the session, shared by the xdist workers, in this process and
+  its subprocesses (the entry points read UADJAX_COMPILATION_CACHE): the tiny runs compile the
+  same programs, and the tests never write to the user's own cache folder. Two processes
+  writing one entry at once is harmless: JAX reads a half-written entry as a miss (a failed
+  decompression) and compiles."""
   from uadjax import compilation_cache
 
-  path = str(tmp_path_factory.mktemp('xla_cache'))
+  path = str(shared_dir(tmp_path_factory, 'xla_cache', lambda folder: None))
   os.environ[compilation_cache.ENV] = path
   compilation_cache.setup()
   yield
@@ -32,9 +44,12 @@ def _compilation_cache(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def _tiny_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('tiny_run') / 'cae'
-  done = cross_validate(workdir, '--report')
-  return workdir, done.stdout
+  def build(folder):
+    done = cross_validate(folder / 'cae', '--report')
+    (folder / 'stdout.txt').write_text(done.stdout)
+
+  folder = shared_dir(tmp_path_factory, 'tiny_run', build)
+  return folder / 'cae', (folder / 'stdout.txt').read_text()
 
 
 @pytest.fixture(scope='session')
@@ -56,9 +71,10 @@ def ssae_run(tmp_path_factory):
   """The SSAE's tiny protocol on the phantoms (protocol_lib.run)."""
   from uadjax import protocol as protocol_lib
 
-  workdir = tmp_path_factory.mktemp('ssae_run') / 'ssae'
-  protocol_lib.run(make_config('configs/headct/ssae.py:tiny,phantoms'), str(workdir))
-  return workdir
+  def build(folder):
+    protocol_lib.run(make_config('configs/headct/ssae.py:tiny,phantoms'), str(folder / 'ssae'))
+
+  return shared_dir(tmp_path_factory, 'ssae_run', build) / 'ssae'
 
 
 @pytest.fixture(scope='session')
@@ -66,6 +82,7 @@ def fanogan_run(tmp_path_factory):
   """f-AnoGAN's tiny protocol on the phantoms, both phases (protocol_lib.run)."""
   from uadjax import protocol as protocol_lib
 
-  workdir = tmp_path_factory.mktemp('fanogan_run') / 'run'
-  protocol_lib.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(workdir))
-  return workdir
+  def build(folder):
+    protocol_lib.run(make_config('configs/headct/fanogan.py:tiny,phantoms'), str(folder / 'run'))
+
+  return shared_dir(tmp_path_factory, 'fanogan_run', build) / 'run'

@@ -3,9 +3,12 @@ with overrides, the cross-validation entry point in a subprocess, and its progre
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -40,6 +43,39 @@ def make_config(spec: str, **overrides):
       node = node[part]
     node[last] = value
   return config
+
+
+def shared_dir(tmp_path_factory, name: str, build) -> pathlib.Path:
+  """A folder that `build(folder)` fills once per test session, shared by every xdist worker.
+
+  Under pytest-xdist each worker is its own process with its own session fixtures; without this
+  each would train the same tiny run (or compile the same programs) once. The first worker to
+  ask builds the folder under a file lock in the session's common temporary folder; the others
+  wait for the lock and reuse it. Run serially, it is an ordinary per-session folder. A build
+  that fails leaves no '.done' marker, so the next worker to ask builds it again (and fails
+  again, with its own traceback).
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # the workers' basetemps are popen-gwN folders of one session folder
+  folder, done = root / name, root / f'{name}.done'
+  with open(root / f'{name}.lock', 'w') as lock, _locked(lock):
+    if not done.exists():
+      if folder.exists():
+        shutil.rmtree(folder)  # a failed build's leftovers
+      folder.mkdir()
+      build(folder)
+      done.touch()
+  return folder
+
+
+@contextlib.contextmanager
+def _locked(file):
+  fcntl.flock(file, fcntl.LOCK_EX)
+  try:
+    yield
+  finally:
+    fcntl.flock(file, fcntl.LOCK_UN)
 
 
 def env_without_gpu() -> dict:

@@ -124,7 +124,7 @@ def test_checkpoint_restore_names_a_missing_path(tmp_path):
 def test_four_devices_give_the_same_metrics(tiny_run, tmp_path):
   workdir = tiny_run
   env = env_without_gpu()
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+  env['XLA_FLAGS'] += ' --xla_force_host_platform_device_count=4'
   done = cross_validate(tmp_path / 'multi', env=env)
   assert '4 devices' in done.stderr
   for i in (0, 1):

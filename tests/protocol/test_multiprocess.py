@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 def _env(devices: int) -> dict:
   env = env_without_gpu()
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] += f' --xla_force_host_platform_device_count={devices}'
   return env
 
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO, env_without_gpu
+from tests.helpers import REPO, env_without_gpu, shared_dir
 
 SUITE = REPO / 'tools' / 'device_suite.py'
 STATUSES = {'ok', 'skipped', 'failed', 'timeout'}
@@ -34,22 +34,24 @@ def _suite_module():
 
 @pytest.fixture(scope='module')
 def smoke(tmp_path_factory):
-  """One smoke run: (its suite.json, its output folder)."""
-  root = tmp_path_factory.mktemp('device_suite')
-  out = root / 'out'
-  cmd = [
-    sys.executable,
-    str(SUITE),
-    '--smoke',
-    '--skip=protocol_ssae,protocol_fanogan',
-    '--budget=env=1',
-    f'--out={out}',
-    f'--work={root / "work"}',
-  ]
-  done = subprocess.run(
-    cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=400
-  )
-  assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+  """One smoke run, shared by the xdist workers: (its suite.json, its output folder)."""
+
+  def build(root):
+    cmd = [
+      sys.executable,
+      str(SUITE),
+      '--smoke',
+      '--skip=protocol_ssae,protocol_fanogan',
+      '--budget=env=1',
+      f'--out={root / "out"}',
+      f'--work={root / "work"}',
+    ]
+    done = subprocess.run(
+      cmd, cwd=REPO, env=env_without_gpu(), capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+  out = shared_dir(tmp_path_factory, 'device_suite', build) / 'out'
   return json.loads((out / 'suite.json').read_text()), out
 
 

@@ -96,7 +96,7 @@ def test_initial_carry_is_one_program_with_the_eager_values():
   protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine, key = protocol.engine, jax.random.PRNGKey(3)
   carry = engine.initial_carry(key, protocol.image_shape)
-  # Compiled at -O1 (it runs once): still bit for bit what the operations give one by one.
+  # Compiled at -O1 (uadjax.compiler): still bit for bit what the operations give one by one.
   assert _equal(carry, initial_carry(protocol.task.init(key, protocol.image_shape)))
   fn = engine._compiled[('init', protocol.image_shape)]
   engine.initial_carry(jax.random.PRNGKey(4), protocol.image_shape)

@@ -21,6 +21,7 @@ from absl import logging
 from PIL import Image
 
 from uadjax import checkpoint, io
+from uadjax.compiler import jit
 from uadjax.run import records
 from uadjax.run.layout import RunDir
 
@@ -66,7 +67,9 @@ def write_grid(path: str, images, columns: int | None = None) -> str:
 def samples(protocol, iteration: int, variables, n: int) -> np.ndarray:
   """n generated images for the iteration's fixed codes (the same at every epoch), from the GAN
   phase's protocol (`uadjax.protocol.Protocol`)."""
-  fn = protocol.engine.cached('samples', lambda: jax.jit(protocol.task.samples, static_argnums=2))
+  fn = protocol.engine.cached(
+    'samples', lambda: jit(protocol.task.samples, level=protocol.engine.level, static_argnums=2)
+  )
   key = jax.random.fold_in(protocol.iteration_key(iteration), _SAMPLES_KEY)
   return np.asarray(fn(jax.tree.map(jax.numpy.asarray, variables), key, n))
 

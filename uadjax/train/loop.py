@@ -10,7 +10,8 @@ mesh of devices.
 Randomness is a pure function of (iteration key, epoch, step): a resumed run draws exactly what
 an uninterrupted one would.
 
-Compiled programs, one each per engine (compiling is most of a short run's time on a CPU):
+Compiled programs, one each per engine (compiling is most of a short run's time on a CPU), all
+through `uadjax.compiler.jit` (on a CPU at LLVM's -O1: see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
             the last, shorter call of a run reuses the program of the full ones.
   init      the untrained carry (`Engine.initial_carry`): one program instead of one per
@@ -30,15 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from uadjax.compiler import CPU_OPTIMIZATION_LEVEL, jit
 from uadjax.evaluation.metrics import auc
 from uadjax.train.state import TrainState
 from uadjax.train.task import Batch
 
 SELECTIONS = ('val_auc', 'val_loss', 'last', 'task')
-# Programs that run once (the initial state) compile at LLVM's -O1 on a CPU: 2-3x faster than
-# the default -O3, with bit-identical results (tests/train/test_train.py checks the CAE's). The
-# training and scoring programs keep the default: their run time is what counts.
-_RUN_ONCE_OPTIONS = {'xla_backend_optimization_level': 1}
 # Folded into an epoch's key for the 'task' selection's draws: steps use 0..steps_per_epoch.
 _SELECTION_KEY = 2**31 - 1
 
@@ -96,6 +94,12 @@ def initial_carry(state: TrainState) -> Carry:
   # Every leaf its own buffer: `best` starts as `state`'s variables, and optimiser states may
   # share constant buffers, but the training call donates the carry, which XLA refuses twice.
   return jax.tree.map(jnp.copy, carry)
+
+
+def cpu_optimization_level(task) -> int:
+  """The level `uadjax.compiler.jit` compiles `task`'s programs at on a CPU (the task's
+  `cpu_optimization_level`; the compiler's default for a task without one)."""
+  return int(getattr(task, 'cpu_optimization_level', CPU_OPTIMIZATION_LEVEL))
 
 
 def pad(indices, length: int, fill: int = 0):
@@ -217,6 +221,8 @@ class Engine:
     self.selection = selection
     self.score_batch = score_batch
     self._compiled: dict = {}  # jitted functions, built once per engine and argument set
+    # LLVM's level for every program of the engine on a CPU (uadjax.compiler).
+    self.level = cpu_optimization_level(task)
 
   def cached(self, key, build):
     """`build()` (a jitted function) once per engine and `key`: every later call reuses it."""
@@ -348,7 +354,7 @@ class Engine:
         return self.train(carry, fold, images, capacity, count)
 
       fn = jax.vmap(train, in_axes=(0, 0, None, None)) if parallel else train
-      return jax.jit(fn, donate_argnums=0)
+      return jit(fn, level=self.level, donate_argnums=0)
 
     jitted = self.cached(('train', capacity, parallel), build)
     return TrainCall(jitted, validations, capacity, parallel)
@@ -358,13 +364,13 @@ class Engine:
 
     def build():
       fn = jax.vmap(self.validate, in_axes=(0, 0, None)) if parallel else self.validate
-      return jax.jit(fn, donate_argnums=0)
+      return jit(fn, level=self.level, donate_argnums=0)
 
     return self.cached(('validate', parallel), build)
 
   def compiled_outputs(self):
     """`outputs_fn(task)` jitted: scores, maps (and reconstructions) of a batch of images."""
-    return self.cached('outputs', lambda: jax.jit(outputs_fn(self.task)))
+    return self.cached('outputs', lambda: jit(outputs_fn(self.task), level=self.level))
 
   def initial_carry(self, key, image_shape) -> Carry:
     """The untrained carry, `initial_carry(task.init(key, image_shape))`, from one compiled
@@ -376,14 +382,15 @@ class Engine:
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      cpu = jax.default_backend() == 'cpu'
-      return jax.jit(init, compiler_options=_RUN_ONCE_OPTIONS if cpu else None)
+      return jit(init, level=self.level)
 
     return self.cached(('init', shape), build)(key)
 
   def compiled_step(self):
     """One jitted train step, for the host loop (augmentation on the host)."""
-    return self.cached('step', lambda: jax.jit(self.task.train_step, donate_argnums=0))
+    return self.cached(
+      'step', lambda: jit(self.task.train_step, level=self.level, donate_argnums=0)
+    )
 
 
 def _in_batches(engine: Engine, fn, variables, images, indices) -> dict:
@@ -414,7 +421,7 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
 def score_parts_all(engine: Engine, variables, images, indices) -> dict[str, np.ndarray]:
   """`task.score_parts` (the terms of a composite score: f-AnoGAN's image and feature
   residuals) of `images[indices]`, in batches like `score_all`: one program for every set."""
-  fn = engine.cached('score_parts', lambda: jax.jit(engine.task.score_parts))
+  fn = engine.cached('score_parts', lambda: jit(engine.task.score_parts, level=engine.level))
   return _in_batches(engine, fn, variables, images, indices)
 
 
