@@ -26,7 +26,7 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# pytest-xdist workers: 2 suits a 2-core machine (README, "Start-up: compiling"); 0 runs serially.
+# pytest-xdist workers: 2, one per core of the 2-core development machine; 0 runs serially.
 PYTEST_WORKERS ?= 2
 
 test: lint

@@ -27,7 +27,7 @@ from uadjax import compiler, data
 from uadjax import protocol as protocol_lib
 from uadjax.families import make_task
 from uadjax.protocol.group import Placement
-from uadjax.train.loop import cpu_optimization_level, train_on_host
+from uadjax.train.loop import train_on_host
 from uadjax.train.task import Batch
 
 MODES = ('host_loop', 'device_epochs', 'fold_parallel')
@@ -164,8 +164,7 @@ def measure_step(
     return jax.lax.scan(body, state, keys)
 
   start = time.perf_counter()
-  level = cpu_optimization_level(task)
-  jitted = compiler.jit(run, level=level, donate_argnums=0)
+  jitted = compiler.jit(run, level=compiler.cpu_optimization_level(task), donate_argnums=0)
   compiled = jitted.lower(state, keys, images, labels).compile()
   compile_s = time.perf_counter() - start
   state, _ = _block(compiled(state, keys, images, labels))  # warm-up

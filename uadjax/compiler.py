@@ -9,7 +9,7 @@ of 14.0 s) and trains as fast (device epochs 348 against 344 img/s, fold-paralle
 img/s); `python -m experiments.benchmark --nolayers` with and without
 `XLA_FLAGS=--xla_backend_optimization_level=1`, back to back (README, "Start-up: compiling").
 A task can ask for another level (`Task.cpu_optimization_level`): DAGMM's programs trained
-2-5 % slower at -O1 in three runs against two, so DAGMM keeps -O3. What is not the same is the
+1-7 % slower at -O1 in three runs against two, so DAGMM keeps -O3. What is not the same is the
 last bits of the rounding: a result compiled at -O1 can differ from one compiled at -O3 in the
 sixth or seventh digit (the validation AUCs of a 60-epoch CAE run moved by up to 0.003).
 
@@ -47,3 +47,9 @@ def jit(fn, level: int = CPU_OPTIMIZATION_LEVEL, **kwargs):
   inside the engine's initial-state program uses plain `jax.jit`).
   """
   return jax.jit(fn, compiler_options=compiler_options(level), **kwargs)
+
+
+def cpu_optimization_level(task) -> int:
+  """The level `jit` compiles `task`'s programs at on a CPU (the task's
+  `cpu_optimization_level`; the compiler's default for a task without one)."""
+  return int(getattr(task, 'cpu_optimization_level', CPU_OPTIMIZATION_LEVEL))

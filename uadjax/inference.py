@@ -23,12 +23,12 @@ import numpy as np
 
 from uadjax import checkpoint, data, io
 from uadjax import config as config_lib
-from uadjax.compiler import jit
+from uadjax.compiler import cpu_optimization_level, jit
 from uadjax.evaluation import cam as cam_lib
 from uadjax.families import make_task
 from uadjax.run import records
 from uadjax.run.layout import RunDir
-from uadjax.train.loop import cpu_optimization_level, outputs_fn
+from uadjax.train.loop import outputs_fn
 
 # Entries of a 'best' checkpoint that are bookkeeping, not model variables.
 _NOT_VARIABLES = ('epoch', 'metric', 'image_shape')

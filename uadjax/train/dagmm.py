@@ -55,7 +55,7 @@ class DAGMMTask(Task):
     fit_batch: images per forward pass when fitting the mixture on the training set.
   """
 
-  # Its programs trained 2-5 % slower at the compiler's -O1 (device epochs 319-327 against
+  # Its programs trained 1-7 % slower at the compiler's -O1 (device epochs 319-327 against
   # 330-331 img/s, fold-parallel 265-273 against 276-285; uadjax.compiler): -O3 it stays.
   cpu_optimization_level: ClassVar[int] = 3
 

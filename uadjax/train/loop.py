@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from uadjax.compiler import CPU_OPTIMIZATION_LEVEL, jit
+from uadjax.compiler import cpu_optimization_level, jit
 from uadjax.evaluation.metrics import auc
 from uadjax.train.state import TrainState
 from uadjax.train.task import Batch
@@ -94,12 +94,6 @@ def initial_carry(state: TrainState) -> Carry:
   # Every leaf its own buffer: `best` starts as `state`'s variables, and optimiser states may
   # share constant buffers, but the training call donates the carry, which XLA refuses twice.
   return jax.tree.map(jnp.copy, carry)
-
-
-def cpu_optimization_level(task) -> int:
-  """The level `uadjax.compiler.jit` compiles `task`'s programs at on a CPU (the task's
-  `cpu_optimization_level`; the compiler's default for a task without one)."""
-  return int(getattr(task, 'cpu_optimization_level', CPU_OPTIMIZATION_LEVEL))
 
 
 def pad(indices, length: int, fill: int = 0):
