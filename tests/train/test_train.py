@@ -107,21 +107,23 @@ def test_initial_carry_is_one_program_with_the_eager_values():
 
 
 def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
+  # The in-program validation's call (fold-parallel here: one iteration, stacked).
   protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine = protocol.engine
   images = jnp.asarray(protocol.dataset.images)
-  fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
+  stack = lambda tree: jax.tree.map(lambda x: jnp.asarray(x)[None], tree)
+  fold = stack(protocol.fold_data(0))
   fresh = jax.tree.map(np.asarray, protocol.initial_carry(0))
-  full = engine.compiled_train(2, False)
-  carry, logs = full(jax.tree.map(jnp.asarray, fresh), fold, images)
-  assert logs['val_auc'].shape == (2,) and logs['train_loss'].shape == (2, 2)
-  short = engine.compiled_train(1, False)
+  full = engine.compiled_train(2, True)
+  carry, logs = full(stack(fresh), fold, images)
+  assert logs['val_auc'].shape == (1, 2) and logs['train_loss'].shape == (1, 2, 2)
+  short = engine.compiled_train(1, True)
   assert short.jitted is full.jitted and short.capacity == 2
   carry, logs = short(carry, fold, images)
-  assert logs['val_auc'].shape == (1,) and int(carry.epoch) == 6
+  assert logs['val_auc'].shape == (1, 1) and int(carry.epoch[0]) == 6
   assert full.jitted._cache_size() == 1
   # The same values as a program compiled for the shorter count, from the same state.
-  carry2, logs2 = full(jax.tree.map(jnp.asarray, fresh), fold, images)
+  carry2, logs2 = full(stack(fresh), fold, images)
   exact = Engine(
     engine.task,
     engine.augment,
@@ -131,9 +133,42 @@ def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
     engine.val_every,
     engine.selection,
     engine.score_batch,
-  ).compiled_train(1, False)
+  ).compiled_train(1, True)
   assert exact.capacity == 1
   assert _equal(exact(carry2, fold, images), jax.tree.map(np.asarray, (carry, logs)))
+
+
+def test_one_iteration_validates_with_the_test_sets_program():
+  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
+  engine = protocol.engine
+  assert engine.validates_on_host(False) and not engine.validates_on_host(True)
+  images = jnp.asarray(protocol.dataset.images)
+  fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
+  fresh = jax.tree.map(np.asarray, protocol.initial_carry(0))
+  call = engine.compiled_train(2, False)
+  carry, logs = call(jax.tree.map(jnp.asarray, fresh), fold, images)
+  assert logs['val_auc'].shape == (2,) and logs['train_loss'].shape == (2, 2)
+  assert list(logs['epoch']) == [2, 4] and int(carry.epoch) == 4
+  # What the validation inside the training program gives (same epochs, same draws).
+  inside = jax.jit(lambda c, f, i: engine.train(c, f, i, 2))
+  carry_in, logs_in = inside(jax.tree.map(jnp.asarray, fresh), fold, images)
+  np.testing.assert_allclose(logs['train_loss'], logs_in['train_loss'], rtol=1e-6)
+  np.testing.assert_allclose(logs['val_auc'], logs_in['val_auc'], atol=1e-6)
+  np.testing.assert_allclose(logs['val_loss'], logs_in['val_loss'], rtol=1e-5)
+  assert int(carry.best_epoch) == int(carry_in.best_epoch) > 0
+  chex.assert_trees_all_close(carry.best, carry_in.best, atol=1e-6)
+  # The best variables are a copy: another call (which donates the carry and, with a metric
+  # nothing beats, keeps them) leaves them as they were.
+  best = jax.tree.map(np.asarray, carry.best)
+  carry, _ = call(carry.replace(best_metric=jnp.asarray(np.inf, jnp.float32)), fold, images)
+  assert int(carry.epoch) == 8 and int(carry.best_epoch) == int(carry_in.best_epoch)
+  chex.assert_trees_all_equal(jax.tree.map(np.asarray, carry.best), best)
+  # One program trains, the test set's program validates, a small one keeps the best.
+  score_all(engine, carry.best, images, protocol.splits[0].test)
+  assert engine.compiled_epochs()._cache_size() == 1
+  assert engine.compiled_outputs()._cache_size() == 1
+  assert engine.compiled_select()._cache_size() == 1
+  assert not any(k[0] == 'train' for k in engine._compiled if isinstance(k, tuple))
 
 
 def test_sets_of_any_size_score_in_one_program():

@@ -1,11 +1,13 @@
-"""The epoch engine: whole epochs, validations and best-checkpoint tracking inside compiled calls.
+"""The epoch engine: whole epochs, validations and best-checkpoint tracking in compiled calls.
 
 One call of `Engine.train` runs `validations` x `val_every` epochs of one iteration (or, vmapped,
 of all iterations at once): shuffle, batches, augmentation and steps under `lax.scan`, then the
 validation scores, the on-device AUC and the best-so-far variables. Nothing leaves the device
 between two calls. Every per-iteration quantity is a pytree leaf, so the same function runs
 under `jax.vmap` over a leading iteration axis (fold-parallel cross-validation), sharded over a
-mesh of devices.
+mesh of devices. One iteration at a time (`Engine.validates_on_host`), the validation leaves
+the training program instead: `val_every` epochs a call, then the validation set is scored by
+the same outputs program as the test set.
 
 Randomness is a pure function of (iteration key, epoch, step): a resumed run draws exactly what
 an uninterrupted one would.
@@ -13,12 +15,16 @@ an uninterrupted one would.
 Compiled programs, one each per engine (compiling is most of a short run's time on a CPU), all
 through `uadjax.compiler.jit` (on a CPU at LLVM's -O1: see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
-            the last, shorter call of a run reuses the program of the full ones.
+            the last, shorter call of a run reuses the program of the full ones (fold-parallel,
+            or a task that validates inside).
+  epochs    `val_every` epochs, no validation (one iteration at a time: `HostValidatedCall`),
+            with `select`, the metrics of the validation scores and the best variables.
   init      the untrained carry (`Engine.initial_carry`): one program instead of one per
-            parameter shape and operation.
-  outputs   scores, maps and reconstructions of a batch of `score_batch` images (`score_all`,
-            and `uadjax.inference` for reports and predictions: the same program); a
-            composite score's parts likewise (`score_parts_all`).
+            parameter shape and operation, at -O0 (it runs once).
+  outputs   scores, maps and reconstructions of a batch of `score_batch` images (the
+            validations of `HostValidatedCall`, `score_all`, and `uadjax.inference` for reports
+            and predictions: the same program); a composite score's parts likewise
+            (`score_parts_all`).
 """
 
 from __future__ import annotations
@@ -158,6 +164,10 @@ class TrainCall:
   def __call__(self, carry, fold, images):
     return self._trim(self.jitted(carry, fold, images, self._count()))
 
+  def precompile(self, carry, fold, images) -> None:
+    """Compiles the program into JAX's caches (`carry` may be `jax.ShapeDtypeStruct`s)."""
+    self.jitted.lower(carry, fold, images, self._count()).compile()
+
   def lower(self, carry, fold, images):
     """The lowered program; its `compile()` gives a callable `(carry, fold, images)`."""
     call = self
@@ -174,6 +184,55 @@ class TrainCall:
         return lambda c, f, i: call._trim(compiled(c, f, i, call._count()))
 
     return _Lowered(self.jitted.lower(carry, fold, images, self._count()))
+
+
+class HostValidatedCall:
+  """`validations` x (`val_every` epochs in one compiled call, then `Engine.validate_on_host`).
+
+  Called like a `TrainCall`, `(carry, fold, images) -> (carry, logs)` with the same logs (numpy
+  here). One program trains every count; `lower(carry, fold, images).compile()` compiles the
+  three programs ahead of time (the benchmark times the compilation so).
+  """
+
+  def __init__(self, engine: Engine, validations: int, programs=None):
+    self.engine = engine
+    self.validations = validations
+    self.programs = programs  # (epochs, outputs, select) compiled ahead of time, or None
+
+  def __call__(self, carry, fold, images):
+    engine = self.engine
+    epochs, outputs, select = self.programs or (engine.compiled_epochs(), None, None)
+    rows = []
+    for _ in range(self.validations):
+      carry, losses = epochs(carry, fold, images)
+      carry, logs = engine.validate_on_host(carry, fold, images, outputs, select)
+      rows.append({'train_loss': losses, **logs})
+    logs = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *rows)
+    return carry, logs
+
+  def precompile(self, carry, fold, images) -> None:
+    """Compiles the epochs program into JAX's caches (`carry` may be `jax.ShapeDtypeStruct`s);
+    the validation's two programs compile at the first validation."""
+    self.engine.compiled_epochs().lower(carry, fold, images).compile()
+
+  def lower(self, carry, fold, images):
+    """The three programs lowered; `compile()` gives a callable `(carry, fold, images)`."""
+    engine, call = self.engine, self
+    variables = carry.state.variables
+    batch = jax.ShapeDtypeStruct((engine.score_batch, *images.shape[1:]), images.dtype)
+    scores = jax.ShapeDtypeStruct(fold.val_idx.shape, jnp.float32)
+    lowered = (
+      engine.compiled_epochs().lower(carry, fold, images),
+      engine.compiled_outputs().lower(variables, batch),
+      engine.compiled_select().lower(carry, fold, scores),
+    )
+
+    class _Lowered:
+      def compile(self):
+        programs = tuple(low.compile() for low in lowered)
+        return HostValidatedCall(engine, call.validations, programs)
+
+    return _Lowered()
 
 
 class Engine:
@@ -260,20 +319,21 @@ class Engine:
     chunks = indices.reshape(-1, self.score_batch)
     return jax.lax.map(lambda c: self.task.score(variables, images[c])[0], chunks).reshape(-1)
 
-  def validate(self, carry: Carry, fold: FoldData, images):
-    """Scores the validation set, updates the best-so-far variables. Returns (carry, logs).
-
-    The task's `fit_scorer(variables, images, train_idx, train_mask) -> variables` first fits
-    what its score needs on the training set (DAGMM: the mixture; the default changes nothing);
-    the fitted variables are the ones scored and kept as best. `task.validation_loss` gives the
-    validation loss (default: the normal validation images' mean score).
-
-    selection='task': the metric is `-task.selection_metric(variables, images, fold, key)`, a
-    task's own distance, lower is better (f-AnoGAN's GAN phase: generated vs. training images);
-    logged as 'val_metric'.
-    """
+  def validation_scores(self, carry: Carry, fold: FoldData, images):
+    """(variables, scores): the variables a validation scores and may keep as best (after the
+    task's `fit_scorer`), and the validation set's scores, in batches of `score_batch`."""
     variables = self.task.fit_scorer(carry.state.variables, images, fold.train_idx, fold.train_mask)
-    scores = self.scores(variables, images, fold.val_idx)
+    return variables, self.scores(variables, images, fold.val_idx)
+
+  def select(self, carry: Carry, fold: FoldData, images, variables, scores):
+    """The validation's metrics from its `scores`; `variables` become the best ones if the
+    selection metric improved. Returns (carry, logs).
+
+    `task.validation_loss` gives the validation loss (default: the normal validation images'
+    mean score). selection='task': the metric is `-task.selection_metric(variables, images,
+    fold, key)`, a task's own distance, lower is better (f-AnoGAN's GAN phase: generated vs.
+    training images); logged as 'val_metric'.
+    """
     val_auc = auc(scores, fold.val_labels, fold.val_mask)
     val_loss = self.task.validation_loss(scores, fold.val_labels, fold.val_mask, fold.class_weights)
     if self.selection == 'task':
@@ -297,6 +357,38 @@ class Engine:
       logs['val_metric'] = -metric
     return carry, logs
 
+  def validate(self, carry: Carry, fold: FoldData, images):
+    """Scores the validation set, updates the best-so-far variables. Returns (carry, logs).
+
+    The task's `fit_scorer(variables, images, train_idx, train_mask) -> variables` first fits
+    what its score needs on the training set (DAGMM: the mixture; the default changes nothing);
+    the fitted variables are the ones scored and kept as best (`select`).
+    """
+    variables, scores = self.validation_scores(carry, fold, images)
+    return self.select(carry, fold, images, variables, scores)
+
+  def validates_on_host(self, parallel: bool) -> bool:
+    """Whether validation runs between compiled calls instead of inside them: one iteration
+    at a time (not fold-parallel), with a selection and a score that need only the validation
+    scores (not the 'task' selection, not a task that `fits_scorer`).
+
+    Then the validation set is scored by the outputs program (`compiled_outputs`: the one that
+    scores the test set after training, and the reports' and predictions' images) and a small
+    program keeps the best variables (`compiled_select`), so the training program holds epochs
+    only: the network's evaluation pass is compiled once a run instead of twice (the CAE's
+    training program compiled in 5.8 s with its validation, in 4.6 s without, this CPU).
+    """
+    return not parallel and self.selection != 'task' and not self.task.fits_scorer
+
+  def train_epochs(self, carry: Carry, fold: FoldData, images):
+    """`val_every` epochs, no validation. Returns (carry, losses (val_every,))."""
+
+    def one_epoch(carry, _):
+      state, loss = self.run_epoch(carry.state, fold, images, carry.epoch)
+      return carry.replace(state=state, epoch=carry.epoch + 1), loss
+
+    return jax.lax.scan(one_epoch, carry, None, length=self.val_every)
+
   def train(self, carry: Carry, fold: FoldData, images, validations: int, count=None):
     """`validations` x (`val_every` epochs, then a validation). Returns (carry, logs) with logs
     {'train_loss': (validations, val_every), 'val_auc', 'val_loss', 'epoch': (validations,)}.
@@ -307,11 +399,7 @@ class Engine:
     """
 
     def one_validation(carry):
-      def one_epoch(carry, _):
-        state, loss = self.run_epoch(carry.state, fold, images, carry.epoch)
-        return carry.replace(state=state, epoch=carry.epoch + 1), loss
-
-      carry, losses = jax.lax.scan(one_epoch, carry, None, length=self.val_every)
+      carry, losses = self.train_epochs(carry, fold, images)
       carry, logs = self.validate(carry, fold, images)
       return carry, {'train_loss': losses, **logs}
 
@@ -335,11 +423,15 @@ class Engine:
 
   # -- compiled entry points -----------------------------------------------------------------
 
-  def compiled_train(self, validations: int, parallel: bool) -> TrainCall:
-    """`train` jitted (and vmapped over iterations when `parallel`), for `validations`
-    validations; carry buffers donated. The program of a larger count already compiled is
-    reused (a run's last call is often shorter than the others), else one is compiled for
-    exactly this count."""
+  def compiled_train(self, validations: int, parallel: bool):
+    """The training call for `validations` validations: a `TrainCall` (`train` jitted, and
+    vmapped over iterations when `parallel`; carry buffers donated), or a `HostValidatedCall`
+    where `validates_on_host(parallel)`. Both are called `(carry, fold, images) -> (carry,
+    logs)` with the same logs. The program of a larger count already compiled is reused (a
+    run's last call is often shorter than the others), else one is compiled for exactly this
+    count."""
+    if self.validates_on_host(parallel):
+      return HostValidatedCall(self, validations)
     capacities = [k[1] for k in self._compiled if k[0] == 'train' and k[2] == parallel]
     capacity = min((c for c in capacities if c >= validations), default=validations)
 
@@ -352,6 +444,29 @@ class Engine:
 
     jitted = self.cached(('train', capacity, parallel), build)
     return TrainCall(jitted, validations, capacity, parallel)
+
+  def compiled_epochs(self):
+    """`train_epochs` jitted (one iteration; carry buffers donated)."""
+    return self.cached('epochs', lambda: jit(self.train_epochs, level=self.level, donate_argnums=0))
+
+  def compiled_select(self):
+    """`select` of the state's own variables, jitted: `(carry, fold, scores) -> (carry, logs)`
+    (one iteration; carry buffers donated)."""
+
+    def select(carry, fold, scores):
+      return self.select(carry, fold, None, carry.state.variables, scores)
+
+    return self.cached('select', lambda: jit(select, level=self.level, donate_argnums=0))
+
+  def validate_on_host(self, carry: Carry, fold: FoldData, images, outputs=None, select=None):
+    """`validate` where `validates_on_host`: the validation set scored by the outputs program
+    in batches, then `compiled_select`. Returns (carry, logs), as `validate`. `outputs` and
+    `select`: compiled forms to use instead of the jitted ones (the benchmark's)."""
+    outputs = outputs or self.compiled_outputs()
+    select = select or self.compiled_select()
+    indices = np.asarray(fold.val_idx)  # padded to a multiple of score_batch (masked)
+    scores = _in_batches(self, outputs, carry.state.variables, images, indices)['scores']
+    return select(carry, fold, scores)
 
   def compiled_validate(self, parallel: bool):
     """`validate` jitted (for the host-loop mode)."""
@@ -369,16 +484,25 @@ class Engine:
   def initial_carry(self, key, image_shape) -> Carry:
     """The untrained carry, `initial_carry(task.init(key, image_shape))`, from one compiled
     program (run eagerly, the initialisation compiles one program per operation and parameter
-    shape: most of a CPU run's start-up)."""
+    shape: most of a CPU run's start-up), compiled at LLVM's -O0 on a CPU."""
     shape = tuple(int(d) for d in image_shape)
 
     def build():
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      return jit(init, level=self.level)
+      # -O0: it runs once, and compiles in two thirds of the time (CAE: 0.65 s against 0.97 s
+      # at -O1, this CPU); the values are the same (tests/train/test_train.py).
+      return jit(init, level=0)
 
     return self.cached(('init', shape), build)(key)
+
+  def abstract_carry(self, image_shape):
+    """The shapes and dtypes of `initial_carry` (`jax.ShapeDtypeStruct`s), nothing computed."""
+    shape = tuple(int(d) for d in image_shape)
+    return jax.eval_shape(
+      lambda key: initial_carry(self.task.init(key, shape)), jax.random.PRNGKey(0)
+    )
 
   def compiled_step(self):
     """One jitted train step, for the host loop (augmentation on the host)."""
@@ -439,7 +563,11 @@ def train_on_host(
   draws what an uninterrupted one would. `host_labels`: the dataset's labels (the batches'
   `Batch.labels`, and through the class weights their `Batch.weights`).
   """
-  step, validate = engine.compiled_step(), engine.compiled_validate(False)
+  step = engine.compiled_step()
+  if engine.validates_on_host(False):
+    validate = engine.validate_on_host
+  else:
+    validate = engine.compiled_validate(False)
   bs = engine.batch_size
   logs = []
   for _ in range(validations):
