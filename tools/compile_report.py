@@ -25,6 +25,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +55,9 @@ class Recorder:
     self.rows = collections.defaultdict(lambda: collections.Counter())
     self.phases: dict[str, float] = collections.defaultdict(float)
     self.first_seen: dict[tuple, int] = {}
-    self._pending_hit = False
+    # Per thread: the training call compiles in a thread of its own while the initial state
+    # compiles (uadjax.protocol.group.Group.compile_ahead); JAX reports each on its thread.
+    self._pending = threading.local()
 
   def _row(self, name: str) -> collections.Counter:
     # Compile events name the module ('jit(train)', 'jit_train'); trace events the function.
@@ -77,14 +80,14 @@ class Recorder:
       row = self._row(name)
       row['compiles'] += 1
       row['compile_s'] += seconds
-      if self._pending_hit:
+      if getattr(self._pending, 'hit', False):
         row['hits'] += 1
-        self._pending_hit = False
+        self._pending.hit = False
 
   def on_event(self, event: str, **kwargs) -> None:
     """A `jax.monitoring` event listener: marks the compile that follows as a cache hit."""
     if event == _HIT:
-      self._pending_hit = True
+      self._pending.hit = True
 
   @contextlib.contextmanager
   def in_phase(self, name: str):

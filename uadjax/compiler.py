@@ -1,12 +1,12 @@
 """`jit`: `jax.jit` with the compiler options uadjax's programs are compiled with.
 
-On a CPU, XLA compiles each program through LLVM at -O3 by default. uadjax's programs (the
-epoch engine's training call, the scoring program, the initial state; `uadjax.train.loop`)
-compile at -O1 there instead (`CPU_OPTIMIZATION_LEVEL`): measured on the 2-core development
-CPU, the CAE's training call compiles in 7.0 s instead of 10.1 s (fold-parallel: 9.1 s instead
-of 14.0 s) and trains as fast (device epochs 348 against 344 img/s, fold-parallel 284 against
-281, host loop 268 against 258), the SSAE's likewise (15.8 s against 23.0 s; 246 against 249
-img/s); `python -m experiments.benchmark --nolayers` with and without
+On a CPU, XLA compiles each program through LLVM at -O3 by default. uadjax's programs (the epoch
+engine's training call, the scoring program; `uadjax.train.loop`) compile at -O1 there instead
+(`CPU_OPTIMIZATION_LEVEL`; the initial state, which runs once, at -O0): measured on the 2-core
+development CPU, the CAE's training call compiles in 7.0 s instead of 10.1 s (fold-parallel: 9.1
+s instead of 14.0 s) and trains as fast (device epochs 348 against 344 img/s, fold-parallel 284
+against 281, host loop 268 against 258), the SSAE's likewise (15.8 s against 23.0 s; 246 against
+249 img/s); `python -m experiments.benchmark --nolayers` with and without
 `XLA_FLAGS=--xla_backend_optimization_level=1`, back to back (README, "Start-up: compiling").
 A task can ask for another level (`Task.cpu_optimization_level`): DAGMM's programs trained
 1-7 % slower at -O1 in three runs against two, so DAGMM keeps -O3. What is not the same is the

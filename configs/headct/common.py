@@ -80,7 +80,7 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
       threshold_quantile=0.95,
       parallel=True,  # all iterations at once (vmap), sharded over the local devices
       iterations='',  # '' = all; e.g. '0,3' to run a subset
-      epochs_per_call=100,  # epochs per compiled call (progress and checkpoint granularity)
+      epochs_per_call=100,  # epochs between progress lines (and checkpoint granularity)
       checkpoint_every=500,  # epochs between 'latest' checkpoints (also every 10 minutes)
       figures=True,
     )

@@ -190,7 +190,9 @@ def test_readers_see_the_finished_iterations_of_a_busy_run(tiny_run, tmp_path):
 
 # -- clean stops ----------------------------------------------------------------------------------
 
+# One iteration at a time, as the CPU variants train (uadjax.train.loop.EpochsCall).
 _LONG = [
+  '--config.cv.parallel=False',
   '--config.train.epochs=300',
   '--config.cv.val_every=2',
   '--config.cv.epochs_per_call=2',

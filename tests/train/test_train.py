@@ -19,7 +19,7 @@ def test_loss_falls_on_a_fixed_batch():
   config.model.dropout = 0.0
   config.optimizer.learning_rate = 2e-3  # the study's 2e-4 needs hundreds of steps
   task = make_task(config)
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   images = jnp.asarray(phantoms.make_phantoms(10, 0, 32)[0])
   step = jax.jit(task.train_step)
   losses = []
@@ -32,7 +32,7 @@ def test_loss_falls_on_a_fixed_batch():
 
 def test_train_step_compiles_once():
   task = make_task(make_config(TINY_CAE))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   images = jnp.zeros((10, 32, 32, 1))
 
   @jax.jit
@@ -46,10 +46,10 @@ def test_train_step_compiles_once():
 
 def test_scores_are_per_image_mse():
   task = make_task(make_config(TINY_CAE))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   images = jnp.asarray(np.random.default_rng(1).random((4, 32, 32, 1)), jnp.float32)
-  scores, maps = task.score(state.variables, images)
-  recon = task.reconstruct(state.variables, images)
+  scores, maps = jax.jit(task.score)(state.variables, images)
+  recon = jax.jit(task.reconstruct)(state.variables, images)
   np.testing.assert_allclose(scores, np.mean((images - recon) ** 2, axis=(1, 2, 3)), rtol=1e-5)
   assert maps.shape == (4, 32, 32) and scores.dtype == jnp.float32
 
@@ -96,7 +96,8 @@ def test_initial_carry_is_one_program_with_the_eager_values():
   protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine, key = protocol.engine, jax.random.PRNGKey(3)
   carry = engine.initial_carry(key, protocol.image_shape)
-  # Compiled at -O1 (uadjax.compiler): still bit for bit what the operations give one by one.
+  # One program (at the tests' level, tests/conftest.py): bit for bit what the operations give
+  # one by one.
   assert _equal(carry, initial_carry(protocol.task.init(key, protocol.image_shape)))
   fn = engine._compiled[('init', protocol.image_shape)]
   engine.initial_carry(jax.random.PRNGKey(4), protocol.image_shape)
@@ -136,12 +137,23 @@ def test_a_shorter_last_call_runs_the_program_of_the_full_ones():
   ).compiled_train(1, True)
   assert exact.capacity == 1
   assert _equal(exact(carry2, fold, images), jax.tree.map(np.asarray, (carry, logs)))
+  # One iteration of a task that validates inside (DAGMM, a GAN phase): the same program for a
+  # shorter call, its logs cut to the count.
+  engine.validates_between_calls = lambda parallel: False
+  fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
+  full = engine.compiled_train(2, False)
+  carry, logs = full(jax.tree.map(jnp.asarray, fresh), fold, images)
+  short = engine.compiled_train(1, False)
+  assert short.jitted is full.jitted and short.capacity == 2
+  carry, logs = short(carry, fold, images)
+  assert logs['val_auc'].shape == (1,) and logs['train_loss'].shape == (1, 2)
+  assert int(carry.epoch) == 6
 
 
 def test_one_iteration_validates_with_the_test_sets_program():
   protocol = protocol_lib.Protocol(make_config(TINY_CAE))
   engine = protocol.engine
-  assert engine.validates_on_host(False) and not engine.validates_on_host(True)
+  assert engine.validates_between_calls(False) and not engine.validates_between_calls(True)
   images = jnp.asarray(protocol.dataset.images)
   fold = jax.tree.map(jnp.asarray, protocol.fold_data(0))
   fresh = jax.tree.map(np.asarray, protocol.initial_carry(0))
@@ -180,7 +192,7 @@ def test_sets_of_any_size_score_in_one_program():
   # 9, 5 and 30 images: under, under and over score_batch (16), the last batch padded.
   for indices in (split.val, split.test[:5], np.arange(len(images))):
     scores, maps = score_all(engine, variables, images, indices)
-    direct, direct_maps = protocol.task.score(variables, images[jnp.asarray(indices)])
+    direct, direct_maps = jax.jit(protocol.task.score)(variables, images[jnp.asarray(indices)])
     np.testing.assert_allclose(scores, direct, rtol=1e-6)
     assert maps.shape == direct_maps.shape
   assert engine.compiled_outputs()._cache_size() == 1
@@ -195,7 +207,7 @@ def test_score_parts_of_any_set_in_one_program():
   variables = protocol.initial_carry(0).best
   for indices in (protocol.splits[0].test, np.arange(len(images))):
     parts = score_parts_all(engine, variables, images, indices)
-    direct = protocol.task.score_parts(variables, images[jnp.asarray(indices)])
+    direct = jax.jit(protocol.task.score_parts)(variables, images[jnp.asarray(indices)])
     assert set(parts) == set(direct) == {'image', 'feature'}
     for k in parts:
       np.testing.assert_allclose(parts[k], direct[k], rtol=1e-5, atol=1e-7)

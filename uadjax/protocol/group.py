@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -71,8 +72,10 @@ class Placement:
   def abstract(self, tree):
     """Shapes and dtypes (`jax.ShapeDtypeStruct`s) of one iteration's tree as `put` places it:
     stacked and sharded when parallel. For compiling ahead of the values."""
+    # Strongly typed, as the arrays that `put` makes from numpy are (a weakly typed leaf would
+    # be another program).
     if not self.parallel:
-      return tree
+      return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
     sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
     return jax.tree.map(
       lambda x: jax.ShapeDtypeStruct((self.n_padded, *x.shape), x.dtype, sharding=sharding), tree
@@ -118,12 +121,16 @@ class Group:
 
   # -- resuming ----------------------------------------------------------------------------------
 
+  def _resume_epoch(self) -> int:
+    """The most recent epoch every iteration of the group has saved (0: none)."""
+    saved = [set(m.epochs()) for m in self.latest]
+    common = set.intersection(*saved) if saved else set()
+    return max(common) if common else 0
+
   def restore(self) -> list[Carry]:
     """Each iteration's carry at the most recent epoch all of them have saved, else fresh."""
     fresh = [self.p.initial_carry(i) for i in self.iterations]
-    saved = [set(m.epochs()) for m in self.latest]
-    common = set.intersection(*saved) if saved else set()
-    epoch = max(common) if common else 0
+    epoch = self._resume_epoch()
     carries = []
     for k, i in enumerate(self.iterations):
       history_path = self.run_dir.history(i)
@@ -156,25 +163,30 @@ class Group:
 
     Started before `restore`, so that the training call's tracing and lowering (Python) run
     while the initial state's program compiles (XLA, without the GIL), and its compilation
-    while the initial state is computed; on the 2-core development CPU the first epoch of the
-    CAE's `:quick` came about a second earlier. The programs land in JAX's caches: the calls
-    that follow compile nothing. The host loop (`augment.backend='albumentations'`) compiles
-    as it goes and returns a finished future.
+    while the initial state is computed (README, "Start-up: compiling", for what it gains).
+    The programs land in JAX's caches, so the first call compiles nothing (an `EpochsCall`'s
+    validation programs compile at its first validation). The thread is a daemon: a run that
+    stops or fails meanwhile exits without waiting for it. Nothing is compiled for the host
+    loop (`augment.backend='albumentations'`, which compiles as it goes) or for a group whose
+    checkpoints are at the last epoch already; the future is then done.
     """
-    done = concurrent.futures.Future()
-    if self.p.host_augment is not None:
-      done.set_result(None)
-      return done
+    future = concurrent.futures.Future()
+    if self.p.host_augment is not None or self._resume_epoch() >= self.p.config.train.epochs:
+      future.set_result(None)
+      return future
     engine = self.p.engine
     carry = self.placement.abstract(engine.abstract_carry(self.p.image_shape))
     call = engine.compiled_train(validations, self.parallel)
 
     def compile_():
-      call.precompile(carry, fold, images)
+      try:
+        call.precompile(carry, fold, images)
+      except BaseException as e:  # handed to the waiting thread by `result()`
+        future.set_exception(e)
+      else:
+        future.set_result(None)
 
-    thread_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='compile')
-    future = thread_pool.submit(compile_)
-    thread_pool.shutdown(wait=False)
+    threading.Thread(target=compile_, name='compile-ahead', daemon=True).start()
     return future
 
   def train(self) -> list[Carry]:
@@ -189,7 +201,8 @@ class Group:
     carries = self.restore()
     epoch = int(carries[0].epoch)
     carry = self.placement.put(carries)
-    compiling.result()  # the training call's programs are compiled (or it raises their error)
+    if not stop.requested():
+      compiling.result()  # the training call is compiled (or its error is raised here)
     label = f'iterations {self.iterations}' if self.parallel else f'iteration {self.iterations[0]}'
     last_save_epoch, last_save_time = epoch, time.time()
     start_time, start_epoch = time.time(), epoch

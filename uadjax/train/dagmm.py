@@ -58,7 +58,6 @@ class DAGMMTask(Task):
   # Its programs trained 1-7 % slower at the compiler's -O1 (device epochs 319-327 against
   # 330-331 img/s, fold-parallel 265-273 against 276-285; uadjax.compiler): -O3 it stays.
   cpu_optimization_level: ClassVar[int] = 3
-  fits_scorer: ClassVar[bool] = True
 
   model: nn.Module
   tx: optax.GradientTransformation

@@ -2,12 +2,13 @@
 
 One call of `Engine.train` runs `validations` x `val_every` epochs of one iteration (or, vmapped,
 of all iterations at once): shuffle, batches, augmentation and steps under `lax.scan`, then the
-validation scores, the on-device AUC and the best-so-far variables. Nothing leaves the device
-between two calls. Every per-iteration quantity is a pytree leaf, so the same function runs
-under `jax.vmap` over a leading iteration axis (fold-parallel cross-validation), sharded over a
-mesh of devices. One iteration at a time (`Engine.validates_on_host`), the validation leaves
-the training program instead: `val_every` epochs a call, then the validation set is scored by
-the same outputs program as the test set.
+validation scores, the on-device AUC and the best-so-far variables. Every per-iteration quantity
+is a pytree leaf, so the same function runs under `jax.vmap` over a leading iteration axis
+(fold-parallel cross-validation), sharded over a mesh of devices. One iteration at a time
+(`Engine.validates_between_calls`), the validation leaves the training program instead: an
+`EpochsCall` trains `val_every` epochs a compiled call, then scores the validation set with the
+outputs program that scores the test set, and a small program keeps the best variables. Either
+way the model, its optimiser state and the scores stay on the device; only the logs come back.
 
 Randomness is a pure function of (iteration key, epoch, step): a resumed run draws exactly what
 an uninterrupted one would.
@@ -15,15 +16,15 @@ an uninterrupted one would.
 Compiled programs, one each per engine (compiling is most of a short run's time on a CPU), all
 through `uadjax.compiler.jit` (on a CPU at LLVM's -O1: see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
-            the last, shorter call of a run reuses the program of the full ones (fold-parallel,
-            or a task that validates inside).
-  epochs    `val_every` epochs, no validation (one iteration at a time: `HostValidatedCall`),
-            with `select`, the metrics of the validation scores and the best variables.
+            the last, shorter call of a run reuses the program of the full ones (fold-parallel
+            runs, and tasks that validate inside: `validates_between_calls`).
+  epochs    `val_every` epochs, no validation (`EpochsCall`).
+  select    the metrics of a validation's scores and the best-so-far variables (`EpochsCall`).
   init      the untrained carry (`Engine.initial_carry`): one program instead of one per
             parameter shape and operation, at -O0 (it runs once).
   outputs   scores, maps and reconstructions of a batch of `score_batch` images (the
-            validations of `HostValidatedCall`, `score_all`, and `uadjax.inference` for reports
-            and predictions: the same program); a composite score's parts likewise
+            validations of `EpochsCall`, `score_all`, and `uadjax.inference` for reports and
+            predictions: the same program); a composite score's parts likewise
             (`score_parts_all`).
 """
 
@@ -186,11 +187,13 @@ class TrainCall:
     return _Lowered(self.jitted.lower(carry, fold, images, self._count()))
 
 
-class HostValidatedCall:
-  """`validations` x (`val_every` epochs in one compiled call, then `Engine.validate_on_host`).
+class EpochsCall:
+  """`validations` x (`val_every` epochs in one compiled call, then
+  `Engine.validate_between_calls`): the training call of one iteration whose validation needs
+  only its scores (`Engine.validates_between_calls`).
 
-  Called like a `TrainCall`, `(carry, fold, images) -> (carry, logs)` with the same logs (numpy
-  here). One program trains every count; `lower(carry, fold, images).compile()` compiles the
+  Called like a `TrainCall`, `(carry, fold, images) -> (carry, logs)`, with the same logs (as
+  numpy). One program trains every count. `lower(carry, fold, images).compile()` compiles its
   three programs ahead of time (the benchmark times the compilation so).
   """
 
@@ -201,36 +204,45 @@ class HostValidatedCall:
 
   def __call__(self, carry, fold, images):
     engine = self.engine
-    epochs, outputs, select = self.programs or (engine.compiled_epochs(), None, None)
+    if self.programs is None:
+      epochs, outputs, select = engine.compiled_epochs(), None, None
+    else:
+      epochs, outputs, select = self.programs
     rows = []
     for _ in range(self.validations):
       carry, losses = epochs(carry, fold, images)
-      carry, logs = engine.validate_on_host(carry, fold, images, outputs, select)
+      carry, logs = engine.validate_between_calls(carry, fold, images, outputs, select)
       rows.append({'train_loss': losses, **logs})
     logs = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *rows)
+    # The dtypes `Engine.train` logs in.
+    logs = {k: v.astype(np.int32 if k == 'epoch' else np.float32) for k, v in logs.items()}
     return carry, logs
 
+  def _lowered(self, carry, fold, images):
+    engine = self.engine
+    batch = jax.ShapeDtypeStruct((engine.score_batch, *images.shape[1:]), images.dtype)
+    chunk = jax.ShapeDtypeStruct((engine.score_batch,), jnp.float32)
+    n_chunks = fold.val_idx.shape[0] // engine.score_batch
+    return (
+      engine.compiled_epochs().lower(carry, fold, images),
+      engine.compiled_outputs().lower(carry.state.variables, batch),
+      engine.compiled_select().lower(carry, fold, (chunk,) * n_chunks),
+    )
+
   def precompile(self, carry, fold, images) -> None:
-    """Compiles the epochs program into JAX's caches (`carry` may be `jax.ShapeDtypeStruct`s);
-    the validation's two programs compile at the first validation."""
+    """Compiles the epochs program into JAX's caches (`carry` may be `jax.ShapeDtypeStruct`s):
+    what the first epochs need. The validation's two programs compile at the first validation,
+    so that the first epoch does not wait for them."""
     self.engine.compiled_epochs().lower(carry, fold, images).compile()
 
   def lower(self, carry, fold, images):
     """The three programs lowered; `compile()` gives a callable `(carry, fold, images)`."""
-    engine, call = self.engine, self
-    variables = carry.state.variables
-    batch = jax.ShapeDtypeStruct((engine.score_batch, *images.shape[1:]), images.dtype)
-    scores = jax.ShapeDtypeStruct(fold.val_idx.shape, jnp.float32)
-    lowered = (
-      engine.compiled_epochs().lower(carry, fold, images),
-      engine.compiled_outputs().lower(variables, batch),
-      engine.compiled_select().lower(carry, fold, scores),
-    )
+    engine, call, lowered = self.engine, self, self._lowered(carry, fold, images)
 
     class _Lowered:
       def compile(self):
         programs = tuple(low.compile() for low in lowered)
-        return HostValidatedCall(engine, call.validations, programs)
+        return EpochsCall(engine, call.validations, programs)
 
     return _Lowered()
 
@@ -367,16 +379,16 @@ class Engine:
     variables, scores = self.validation_scores(carry, fold, images)
     return self.select(carry, fold, images, variables, scores)
 
-  def validates_on_host(self, parallel: bool) -> bool:
-    """Whether validation runs between compiled calls instead of inside them: one iteration
-    at a time (not fold-parallel), with a selection and a score that need only the validation
-    scores (not the 'task' selection, not a task that `fits_scorer`).
+  def validates_between_calls(self, parallel: bool) -> bool:
+    """Whether validation runs between compiled calls instead of inside them (`EpochsCall`):
+    one iteration at a time (not fold-parallel), with a selection and a score that need only
+    the validation scores (not the 'task' selection, not a task that `fits_scorer`).
 
     Then the validation set is scored by the outputs program (`compiled_outputs`: the one that
     scores the test set after training, and the reports' and predictions' images) and a small
     program keeps the best variables (`compiled_select`), so the training program holds epochs
-    only: the network's evaluation pass is compiled once a run instead of twice (the CAE's
-    training program compiled in 5.8 s with its validation, in 4.6 s without, this CPU).
+    only: the network's evaluation pass is compiled once a run instead of twice. Measured
+    (`python tools/compile_report.py`, README "Start-up: compiling"): see there.
     """
     return not parallel and self.selection != 'task' and not self.task.fits_scorer
 
@@ -425,13 +437,13 @@ class Engine:
 
   def compiled_train(self, validations: int, parallel: bool):
     """The training call for `validations` validations: a `TrainCall` (`train` jitted, and
-    vmapped over iterations when `parallel`; carry buffers donated), or a `HostValidatedCall`
-    where `validates_on_host(parallel)`. Both are called `(carry, fold, images) -> (carry,
+    vmapped over iterations when `parallel`; carry buffers donated), or a `EpochsCall`
+    where `validates_between_calls(parallel)`. Both are called `(carry, fold, images) -> (carry,
     logs)` with the same logs. The program of a larger count already compiled is reused (a
     run's last call is often shorter than the others), else one is compiled for exactly this
     count."""
-    if self.validates_on_host(parallel):
-      return HostValidatedCall(self, validations)
+    if self.validates_between_calls(parallel):
+      return EpochsCall(self, validations)
     capacities = [k[1] for k in self._compiled if k[0] == 'train' and k[2] == parallel]
     capacity = min((c for c in capacities if c >= validations), default=validations)
 
@@ -450,22 +462,27 @@ class Engine:
     return self.cached('epochs', lambda: jit(self.train_epochs, level=self.level, donate_argnums=0))
 
   def compiled_select(self):
-    """`select` of the state's own variables, jitted: `(carry, fold, scores) -> (carry, logs)`
-    (one iteration; carry buffers donated)."""
+    """`select` of the state's own variables, jitted: `(carry, fold, chunks) -> (carry, logs)`
+    with `chunks` the validation scores in batches of `score_batch` (a tuple of device arrays,
+    joined inside: no operation runs outside a program). One iteration; carry buffers donated."""
 
-    def select(carry, fold, scores):
+    def select(carry, fold, chunks):
+      scores = jnp.concatenate(chunks)
       return self.select(carry, fold, None, carry.state.variables, scores)
 
     return self.cached('select', lambda: jit(select, level=self.level, donate_argnums=0))
 
-  def validate_on_host(self, carry: Carry, fold: FoldData, images, outputs=None, select=None):
-    """`validate` where `validates_on_host`: the validation set scored by the outputs program
-    in batches, then `compiled_select`. Returns (carry, logs), as `validate`. `outputs` and
-    `select`: compiled forms to use instead of the jitted ones (the benchmark's)."""
-    outputs = outputs or self.compiled_outputs()
-    select = select or self.compiled_select()
-    indices = np.asarray(fold.val_idx)  # padded to a multiple of score_batch (masked)
-    scores = _in_batches(self, outputs, carry.state.variables, images, indices)['scores']
+  def validate_between_calls(self, carry: Carry, fold: FoldData, images, outputs=None, select=None):
+    """`validate` where `validates_between_calls`: the validation set scored by the outputs
+    program in batches of `score_batch`, then `compiled_select`; the scores stay on the
+    device. Returns (carry, logs), as `validate`. `outputs` and `select`: compiled forms to use
+    instead of the jitted ones (the benchmark's)."""
+    outputs = self.compiled_outputs() if outputs is None else outputs
+    select = self.compiled_select() if select is None else select
+    variables = carry.state.variables
+    # val_idx is padded to a multiple of score_batch (the padding is masked in `select`).
+    chunks = np.asarray(fold.val_idx).reshape(-1, self.score_batch)
+    scores = tuple(outputs(variables, images[jnp.asarray(c)])['scores'] for c in chunks)
     return select(carry, fold, scores)
 
   def compiled_validate(self, parallel: bool):
@@ -491,8 +508,7 @@ class Engine:
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      # -O0: it runs once, and compiles in two thirds of the time (CAE: 0.65 s against 0.97 s
-      # at -O1, this CPU); the values are the same (tests/train/test_train.py).
+      # -O0: it runs once, and compiles faster (README, "Start-up: compiling").
       return jit(init, level=0)
 
     return self.cached(('init', shape), build)(key)
@@ -564,8 +580,8 @@ def train_on_host(
   `Batch.labels`, and through the class weights their `Batch.weights`).
   """
   step = engine.compiled_step()
-  if engine.validates_on_host(False):
-    validate = engine.validate_on_host
+  if engine.validates_between_calls(False):
+    validate = engine.validate_between_calls
   else:
     validate = engine.compiled_validate(False)
   bs = engine.batch_size

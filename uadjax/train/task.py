@@ -58,20 +58,23 @@ class Task:
       and feature residuals); the test set's parts are kept in metrics.json.
     cpu_optimization_level: LLVM's level for the task's programs on a CPU
       (`uadjax.compiler.jit`; default -O1, which compiles a third faster and trains as fast).
-    fits_scorer: `fit_scorer` fits something on the training set before each validation
-      (DAGMM's mixture); the engine then validates inside its training program.
   """
 
   supervised: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
   composite_score: ClassVar[bool] = False
   cpu_optimization_level: ClassVar[int] = compiler.CPU_OPTIMIZATION_LEVEL
-  fits_scorer: ClassVar[bool] = False
 
   def note(self) -> str:
     """A line about the task for the log and the summary's title ('' for none; the classifier:
     where its initial weights come from)."""
     return ''
+
+  @property
+  def fits_scorer(self) -> bool:
+    """Whether the task overrides `fit_scorer` (DAGMM: its mixture): the engine then validates
+    inside its training program, where the training set's forward pass is."""
+    return type(self).fit_scorer is not Task.fit_scorer
 
   def fit_scorer(self, variables, images, train_idx, train_mask):
     """What the score needs from the training set, fitted before each validation and kept with
