@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import os
@@ -225,16 +226,25 @@ def _dicom_frames(path: str, ct_window: tuple[float, float]) -> tuple[list[Image
   return [Image.fromarray(f, 'F') for f in frames], intensity
 
 
+@contextlib.contextmanager
+def _bomb_warnings_said_here():
+  """PIL's unnamed DecompressionBombWarning off for the block: `_decoded` notes the file and
+  its size instead. Entered once by the reading thread (warning filters are process-wide and
+  `warnings.catch_warnings` is not thread-safe), around every worker's decoding."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+    yield
+
+
 def _decoded(path: str, size: int) -> tuple[Image.Image, list[str]]:
   """One image file decoded (at reduced scale where JPEG allows) and its size warnings."""
   notes = []
   try:
-    with warnings.catch_warnings():
-      # Said below with the file's name, instead of PIL's unnamed warning.
-      warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-      with Image.open(path) as image:
-        draft(image, size)
-        image.load()
+    # PIL's DecompressionBombWarning is silenced by the caller (`_bomb_warnings_said_here`):
+    # it is said below with the file's name.
+    with Image.open(path) as image:
+      draft(image, size)
+      image.load()
   except Image.DecompressionBombError as e:
     raise DataError(
       f'{path}: refused as a possible decompression bomb: {e} Set PIL.Image.MAX_IMAGE_PIXELS '
@@ -252,6 +262,14 @@ def _decoded(path: str, size: int) -> tuple[Image.Image, list[str]]:
 
 
 def read_file(
+  path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW, mode: str = 'gray'
+) -> Frames:
+  """`_read_file` (see there) with PIL's unnamed size warning replaced by a named note."""
+  with _bomb_warnings_said_here():
+    return _read_file(path, size, dicom_window, mode)
+
+
+def _read_file(
   path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW, mode: str = 'gray'
 ) -> Frames:
   """Every image a file holds, preprocessed, with what was applied and what to check.
@@ -300,14 +318,18 @@ def read_files(
   dicom_window: tuple[float, float] = BRAIN_WINDOW,
   mode: str = 'gray',
 ) -> list[Frames]:
-  """`read_file` of each path, in order, on one thread per CPU core: PIL decodes without the
-  GIL, so the 200 PNGs of the head-CT set load in about half the time on two cores. The first
-  file that fails raises its `DataError`."""
-  workers = min(len(paths), os.cpu_count() or 1)
-  if workers <= 1:
-    return [read_file(p, size, dicom_window, mode) for p in paths]
-  with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='read') as pool:
-    return list(pool.map(lambda p: read_file(p, size, dicom_window, mode), paths))
+  """`read_file` of each path, in order; the first file that fails raises its `DataError`.
+
+  Image files are decoded on one thread per usable CPU core: PIL decodes without the GIL (the
+  200 PNGs of the head-CT set: README, "Start-up: compiling"). A folder with DICOM files is
+  read in one thread (pydicom parses in Python, and its pixel decoders' thread safety is not
+  promised)."""
+  workers = min(len(paths), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 1)
+  with _bomb_warnings_said_here():
+    if workers <= 1 or any(is_dicom(p) for p in paths):
+      return [_read_file(p, size, dicom_window, mode) for p in paths]
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='read') as pool:
+      return list(pool.map(lambda p: _read_file(p, size, dicom_window, mode), paths))
 
 
 def read_frames(
