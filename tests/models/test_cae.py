@@ -24,13 +24,21 @@ def _torch_cae_parameter_count(channels=(32, 64, 128, 256, 512)):
 
 
 def test_cae_shapes_and_parameter_count_match_the_study():
+  # Shapes only: traced with jax.eval_shape, nothing compiled or computed.
   model = CAE()
-  x = jnp.zeros((2, 64, 64, 1))
-  variables = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)
+  x = jax.ShapeDtypeStruct((2, 64, 64, 1), jnp.float32)
+  variables = jax.eval_shape(
+    lambda x: model.init({'params': jax.random.PRNGKey(0)}, x, train=False), x
+  )
   assert _count(variables['params']) == _torch_cae_parameter_count() == 3_138_305
-  assert model.apply(variables, x, train=False)['reconstruction'].shape == (2, 64, 64, 1)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  assert out['reconstruction'].shape == (2, 64, 64, 1)
   # The bottleneck: 2x2x512 after five stride-2 blocks.
-  _, state = model.apply(variables, x, train=False, capture_intermediates=True, mutable=True)
+  _, state = jax.eval_shape(
+    lambda v, x: model.apply(v, x, train=False, capture_intermediates=True, mutable=True),
+    variables,
+    x,
+  )
   enc = state['intermediates']['encoder_4']['__call__'][0]
   assert enc.shape == (2, 2, 2, 512)
   assert 'norm' not in variables['params']['encoder_0']

@@ -70,8 +70,8 @@ def test_reconstruction_features():
 def test_model_outputs_and_registries():
   model = DAGMM(features=(8, 16), latent=3, n_components=4)
   x = jnp.zeros((5, 16, 16, 1))
-  variables = model.init({'params': jax.random.PRNGKey(0)}, x, train=False)
-  out = model.apply(variables, x, train=False)
+  variables = jax.jit(lambda x: model.init({'params': jax.random.PRNGKey(0)}, x, train=False))(x)
+  out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert out['reconstruction'].shape == x.shape and out['z'].shape == (5, 5)
   assert out['gamma'].shape == (5, 4)
   np.testing.assert_allclose(jnp.sum(out['gamma'], axis=1), 1.0, rtol=1e-5)
@@ -94,7 +94,10 @@ def test_brain_features_see_the_brain_and_not_the_background():
   np.testing.assert_allclose(f[1, 0], 0.8 / (0.8 * np.sqrt(n)), rtol=1e-5)  # |x - r| / |x|
   assert 0.0 < f[1, 2] and f[1, 1] < 1.0
   model = DAGMM(features=(8, 16), latent=2, n_components=2, recon_features='brain')
-  variables = model.init({'params': jax.random.PRNGKey(0)}, jnp.asarray(x), train=False)
-  assert (
-    model.apply(variables, jnp.asarray(x), train=False)['z'].shape == (2, model.z_dim) == (2, 5)
+  shapes = jax.eval_shape(
+    lambda x: model.apply(
+      model.init({'params': jax.random.PRNGKey(0)}, x, train=False), x, train=False
+    ),
+    jnp.asarray(x),
   )
+  assert shapes['z'].shape == (2, model.z_dim) == (2, 5)

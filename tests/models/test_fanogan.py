@@ -24,15 +24,16 @@ def _images(n=6, seed=0):
 def test_shapes_and_ranges(arch):
   model = _model(arch)
   x = _images() * 2 - 1
-  variables = model.init(jax.random.PRNGKey(0), x)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), x)
   assert set(variables['params']) == {'generator', 'critic', 'encoder'}
   # No BatchNorm in the critic (nor in the encoder, its trunk's twin): per-sample penalty.
   assert set(variables['batch_stats']) == {'generator'}
-  z = model.apply(variables, x, method='encode')
+  apply = jax.jit(model.apply, static_argnames='method')
+  z = apply(variables, x, method='encode')
   assert z.shape == (6, LATENT) and jnp.all(jnp.abs(z) < 1)
-  g = model.apply(variables, z, method='generate')
+  g = apply(variables, z, method='generate')
   assert g.shape == x.shape and g.dtype == jnp.float32 and jnp.all(jnp.abs(g) <= 1)
-  scores, features = model.apply(variables, x, method='discriminate')
+  scores, features = apply(variables, x, method='discriminate')
   assert scores.shape == (6,) and features.shape[0] == 6
 
 

@@ -34,7 +34,7 @@ def test_weighted_cross_entropy_is_torchs_weighted_mean():
 def test_classifier_step_learns_a_fixed_batch():
   model = DenseNet(growth_rate=4, block_config=(1, 1), num_init_features=8)
   task = classifier.ClassifierTask(model=model, tx=optax.adam(1e-2))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 3))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 3))
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 3))
   y = jnp.array([0, 1] * 4)
   x = x.at[y == 1, :8, :8].set(1.0)  # class 1 carries a bright corner

@@ -1,5 +1,7 @@
 """The DAGMM task: finite bfloat16 training, the mixture fitted on the masked training set."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ def test_bfloat16_training_keeps_every_loss_and_score_finite():
   )
   task = make_task(config)
   assert task.model.dtype == jnp.bfloat16
-  state = task.init(jax.random.PRNGKey(0), (16, 16, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (16, 16, 1))
   images = jax.random.uniform(jax.random.PRNGKey(1), (40, 16, 16, 1))
 
   @jax.jit
@@ -31,27 +33,28 @@ def test_bfloat16_training_keeps_every_loss_and_score_finite():
   state, losses = run(state)
   assert bool(jnp.all(jnp.isfinite(losses))), losses
   idx = jnp.arange(40)
-  variables = task.fit_scorer(state.variables, images, idx, idx < 35)
-  scores, maps = task.score(variables, images)
+  variables = jax.jit(task.fit_scorer)(state.variables, images, idx, idx < 35)
+  scores, maps = jax.jit(task.score)(variables, images)
   assert scores.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(scores)))
   assert bool(jnp.all(jnp.isfinite(maps)))
 
 
 def test_fit_scorer_fits_the_mixture_on_the_masked_training_set():
   task = make_task(make_config('configs/headct/dagmm.py:tiny'))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   images = jax.random.uniform(jax.random.PRNGKey(1), (25, 32, 32, 1))
   idx = jnp.arange(25)[::-1]
   mask = jnp.arange(25) < 17  # 17 is not a multiple of fit_batch: padding inside
-  fitted = task.fit_scorer(state.variables, images, idx, mask)
+  fitted = jax.jit(task.fit_scorer)(state.variables, images, idx, mask)
   net = {'params': state.params, 'batch_stats': {}}
   net['batch_stats'] = {k: v for k, v in state.batch_stats.items() if k != 'mixture'}
-  out = task.model.apply(net, images[idx[:17]], train=False)
-  phi, mu, sigma = dagmm_lib.fit_mixture(out['z'], out['gamma'])
+  out = jax.jit(functools.partial(task.model.apply, train=False))(net, images[idx[:17]])
+  phi, mu, sigma = jax.jit(dagmm_lib.fit_mixture)(out['z'], out['gamma'])
   m = fitted['batch_stats']['mixture']
   np.testing.assert_allclose(m['phi'], phi, rtol=1e-4)
   np.testing.assert_allclose(m['mu'], mu, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(m['sigma'], sigma, rtol=1e-3, atol=1e-7)
   # Scoring reads the stored mixture.
-  e, _ = task.score(fitted, images[idx[:17]])
-  np.testing.assert_allclose(e, dagmm_lib.energy(out['z'], phi, mu, sigma), rtol=1e-4, atol=1e-4)
+  e, _ = jax.jit(task.score)(fitted, images[idx[:17]])
+  energy = jax.jit(dagmm_lib.energy)(out['z'], phi, mu, sigma)
+  np.testing.assert_allclose(e, energy, rtol=1e-4, atol=1e-4)

@@ -47,7 +47,7 @@ def _wgan(n_critic=5):
 
 def test_critic_step_raises_the_wasserstein_estimate_and_generator_every_n_critic():
   task = _wgan(n_critic=3)
-  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
   images = _images(8)
   step = jax.jit(task.train_step)
   key = jax.random.PRNGKey(5)
@@ -76,7 +76,7 @@ def _encoder(variant):
 @pytest.mark.parametrize('variant', ['izi', 'izi_f', 'ziz'])
 def test_encoder_training_leaves_generator_and_critic_bit_identical(variant):
   task = _encoder(variant)
-  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
   before = jax.tree.map(np.asarray, (state.params['generator'], state.params['critic']))
   stats = jax.tree.map(np.asarray, state.batch_stats)
   step = jax.jit(task.train_step)
@@ -95,7 +95,7 @@ def test_encoder_training_leaves_generator_and_critic_bit_identical(variant):
 
 def test_ziz_lowers_latent_error_on_a_fixed_set():
   task = _encoder('ziz')
-  state = task.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
   z = task.latent(jax.random.PRNGKey(99), 32)
 
   def error(s):
@@ -112,7 +112,7 @@ def test_encoder_score_switches_change_the_image_term_only():
   """The default switches give the study's score; head + top-k scores the [0, 1] residual
   inside the head, times 4 (the study's [-1, 1] units), plus the unchanged feature term."""
   study = _encoder('izi_f')
-  state = study.init(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
+  state = jax.jit(study.init, static_argnums=1)(jax.random.PRNGKey(0), (SIZE, SIZE, 1))
   images = _images(4)
   parts = study.parts(state.variables, images)
   s_study, _ = study.score(state.variables, images)

@@ -1,5 +1,7 @@
 """The SSAE task: the multi-scale score and a learning step."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +13,10 @@ from uadjax.train.task import Batch
 
 def test_score_is_the_weighted_sum_of_the_scales_mse_and_the_map_is_full_size():
   task = make_task(make_config('configs/headct/ssae.py:tiny', **{'task.weights': (1.0, 2.0, 0.5)}))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 32, 32, 1))
-  scores, maps = task.score(state.variables, x)
-  out = task.model.apply(state.variables, x, train=False)
+  scores, maps = jax.jit(task.score)(state.variables, x)
+  out = jax.jit(functools.partial(task.model.apply, train=False))(state.variables, x)
   expected = sum(
     w * jnp.mean(jnp.square(t - r), axis=(1, 2, 3))
     for w, t, r in zip((1.0, 2.0, 0.5), out['targets'], out['reconstructions'], strict=True)
@@ -25,7 +27,7 @@ def test_score_is_the_weighted_sum_of_the_scales_mse_and_the_map_is_full_size():
 
 def test_loss_falls_on_a_fixed_batch():
   task = make_task(make_config('configs/headct/ssae.py:tiny'))
-  state = task.init(jax.random.PRNGKey(0), (32, 32, 1))
+  state = jax.jit(task.init, static_argnums=1)(jax.random.PRNGKey(0), (32, 32, 1))
   x = jax.random.uniform(jax.random.PRNGKey(1), (8, 32, 32, 1))
   step = jax.jit(task.train_step)
   losses = []
