@@ -13,7 +13,6 @@ Attributes:
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 
 def _flat(maps, masks):
@@ -34,6 +33,10 @@ def pixel_auroc(maps, masks) -> float:
   n_neg = positive.size - n_pos
   if n_pos == 0 or n_neg == 0:
     return float('nan')
+  # Imported here: scipy.stats takes ~0.6 s to import, and every run's summary imports the
+  # reports package (uadjax.reports.report imports this module) without needing it.
+  from scipy import stats
+
   ranks = stats.rankdata(scores)
   return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

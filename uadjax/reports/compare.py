@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import roc_curve
 
 from uadjax import families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
@@ -50,6 +49,10 @@ def mean_roc(metrics_list: Sequence[dict], grid: int = 201):
   Each iteration has its own model and score scale, so curves are averaged at equal false
   positive rate (vertical averaging), not by pooling scores.
   """
+  # Imported here: scikit-learn takes ~0.7 s to import, and every run's summary imports this
+  # package (uadjax.protocol.evaluate.write_summary) without needing it.
+  from sklearn.metrics import roc_curve
+
   fpr_grid = np.linspace(0, 1, grid)
   tprs = []
   for m in metrics_list:
