@@ -165,10 +165,12 @@ class Group:
     while the initial state's program compiles (XLA, without the GIL), and its compilation
     while the initial state is computed (README, "Start-up: compiling", for what it gains).
     The programs land in JAX's caches, so the first call compiles nothing (an `EpochsCall`'s
-    validation programs compile at its first validation). The thread is a daemon: a run that
-    stops or fails meanwhile exits without waiting for it. Nothing is compiled for the host
-    loop (`augment.backend='albumentations'`, which compiles as it goes) or for a group whose
-    checkpoints are at the last epoch already; the future is then done.
+    validation programs compile at its first validation). A run that stops or fails meanwhile
+    exits once the thread is done: it is no daemon, because an interpreter that shuts down
+    while a daemon thread is inside XLA can abort instead of exiting with the run's status.
+    Nothing is compiled for the host loop (`augment.backend='albumentations'`, which compiles
+    as it goes) or for a group whose checkpoints are at the last epoch already; the future is
+    then done.
     """
     future = concurrent.futures.Future()
     if self.p.host_augment is not None or self._resume_epoch() >= self.p.config.train.epochs:
@@ -186,7 +188,7 @@ class Group:
       else:
         future.set_result(None)
 
-    threading.Thread(target=compile_, name='compile-ahead', daemon=True).start()
+    threading.Thread(target=compile_, name='compile-ahead').start()
     return future
 
   def train(self) -> list[Carry]:
