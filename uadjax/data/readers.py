@@ -324,7 +324,8 @@ def read_files(
   200 PNGs of the head-CT set: README, "Start-up: compiling"). A folder with DICOM files is
   read in one thread (pydicom parses in Python, and its pixel decoders' thread safety is not
   promised)."""
-  workers = min(len(paths), len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 1)
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  workers = min(len(paths), cores or 1)
   with _bomb_warnings_said_here():
     if workers <= 1 or any(is_dicom(p) for p in paths):
       return [_read_file(p, size, dicom_window, mode) for p in paths]

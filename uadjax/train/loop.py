@@ -17,7 +17,7 @@ Compiled programs, one each per engine (compiling is most of a short run's time 
 through `uadjax.compiler.jit` (on a CPU at LLVM's -O1: see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
             the last, shorter call of a run reuses the program of the full ones (fold-parallel
-            runs, and tasks that validate inside: `validates_between_calls`).
+            runs, and the tasks that validate inside: `validates_between_calls` is False).
   epochs    `val_every` epochs, no validation (`EpochsCall`).
   select    the metrics of a validation's scores and the best-so-far variables (`EpochsCall`).
   init      the untrained carry (`Engine.initial_carry`): one program instead of one per
@@ -464,7 +464,7 @@ class Engine:
   def compiled_select(self):
     """`select` of the state's own variables, jitted: `(carry, fold, chunks) -> (carry, logs)`
     with `chunks` the validation scores in batches of `score_batch` (a tuple of device arrays,
-    joined inside: no operation runs outside a program). One iteration; carry buffers donated."""
+    joined inside the program). One iteration; carry buffers donated."""
 
     def select(carry, fold, chunks):
       scores = jnp.concatenate(chunks)
