@@ -150,7 +150,7 @@ def main() -> None:
           if cache_mode == 'cold':
             shutil.rmtree(cache, ignore_errors=True)
         if args.peer_python:
-          cmd = [args.peer_python, str(PEER), '--images', args.data]
+          cmd = [args.peer_python, str(PEER), '--images', args.data or str(HEAD_CT)]
           row = _time(cmd + ['--epochs', str(args.peer_epochs)], REPO, dict(os.environ), '\0')
           results.setdefault(('PyTorch peer', cache_mode), []).append(row)
           print(f'{cache_mode} peer: wall {row["wall"]:.1f} s', flush=True)
@@ -180,9 +180,9 @@ def _table(results: dict, checkouts: list[str]) -> None:
     'wall / peer |'
   )
   print('|---|---|---:|---|---|---|---:|---:|')
-  peer = results.get(('PyTorch peer', 'cold')) or results.get(('PyTorch peer', 'warm'))
-  peer_wall = statistics.median(r['wall'] for r in peer) if peer else None
   for (name, mode), rows in results.items():
+    peer = results.get(('PyTorch peer', mode))  # the peer's runs of the same rounds
+    peer_wall = statistics.median(r['wall'] for r in peer) if peer else None
     cells = []
     for key in ('wall', 'training', 'first line'):
       values = [r[key] for r in rows if r[key] is not None]

@@ -11,8 +11,8 @@ BENCH = REPO / 'tools' / 'startup_bench.py'
 
 
 def test_one_cold_round_clocks_the_training_call_and_prints_the_table():
-  # The clock hooks the engine's training function by name: a renamed function would leave the
-  # 'training' column empty ('-'), which this test catches.
+  # The clock hooks the engine's training function by name (`train_epochs` here, one iteration
+  # at a time): a renamed function would leave the 'training' column empty ('-').
   out = subprocess.run(
     [
       sys.executable,
