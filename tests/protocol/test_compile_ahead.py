@@ -3,6 +3,8 @@ call runs (nothing is compiled again), and an error in that thread is raised by 
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import pytest
 
@@ -31,14 +33,25 @@ def _compiles_during(fn) -> int:
   return len(events)
 
 
-@pytest.mark.parametrize('parallel', [False, True])
-def test_the_first_training_call_compiles_nothing_after_compile_ahead(tmp_path, parallel):
+@contextlib.contextmanager
+def _group(tmp_path, parallel: bool):
+  """A fresh group of iteration 0 of the tiny CAE, with its images and fold placed; its
+  checkpoint managers are closed after the block."""
   protocol = protocol_lib.Protocol(make_config(TINY_CAE))
-  engine = protocol.engine
   group = Group(protocol, RunDir(str(tmp_path)), [0], parallel)
   try:
     images = group.placement.replicate(protocol.dataset.images)
     fold = group.placement.put([protocol.fold_data(0)])
+    yield group, fold, images
+  finally:
+    for manager in group.latest:
+      manager.close()
+
+
+@pytest.mark.parametrize('parallel', [False, True])
+def test_the_first_training_call_compiles_nothing_after_compile_ahead(tmp_path, parallel):
+  with _group(tmp_path, parallel) as (group, fold, images):
+    engine = group.p.engine
     group.compile_ahead(fold, images, 1).result()
     carry = group.placement.put(group.restore())
     # What it compiled: one iteration, the epochs program (the validation's programs compile
@@ -49,24 +62,14 @@ def test_the_first_training_call_compiles_nothing_after_compile_ahead(tmp_path, 
       assert engine.validates_between_calls(False)
       call = engine.compiled_epochs()
     assert _compiles_during(lambda: call(carry, fold, images)) == 0
-  finally:
-    for manager in group.latest:
-      manager.close()
 
 
 def test_the_same_call_without_compile_ahead_compiles_its_program(tmp_path):
   # The control for the test above: its count does see the training call's compilation.
-  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
-  group = Group(protocol, RunDir(str(tmp_path)), [0], False)
-  try:
-    images = group.placement.replicate(protocol.dataset.images)
-    fold = group.placement.put([protocol.fold_data(0)])
+  with _group(tmp_path, False) as (group, fold, images):
     carry = group.placement.put(group.restore())
-    call = protocol.engine.compiled_epochs()
+    call = group.p.engine.compiled_epochs()
     assert _compiles_during(lambda: call(carry, fold, images)) >= 1
-  finally:
-    for manager in group.latest:
-      manager.close()
 
 
 def test_an_error_in_the_compiling_thread_is_raised_by_train(tmp_path, monkeypatch):
@@ -74,11 +77,6 @@ def test_an_error_in_the_compiling_thread_is_raised_by_train(tmp_path, monkeypat
     raise RuntimeError('compiling ahead failed')
 
   monkeypatch.setattr(loop.EpochsCall, 'precompile', fail)
-  protocol = protocol_lib.Protocol(make_config(TINY_CAE))
-  group = Group(protocol, RunDir(str(tmp_path)), [0], False)
-  try:
+  with _group(tmp_path, False) as (group, _, _):
     with pytest.raises(RuntimeError, match='compiling ahead failed'):
       group.train()
-  finally:
-    for manager in group.latest:
-      manager.close()
