@@ -29,7 +29,7 @@ def _as_jax(tree):
   # Orbax writes from the primary process only; a process-local jax.Array would be refused.
   if jax.process_count() > 1:
     return jax.tree.map(np.asarray, tree)
-  return jax.tree.map(jax.numpy.asarray, tree)
+  return jax.device_put(tree)
 
 
 def _sync(name: str) -> None:

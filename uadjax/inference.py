@@ -17,7 +17,6 @@ import dataclasses
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -107,7 +106,7 @@ class IterationModel:
     for start in range(0, len(images), batch):
       chunks = [a[start : start + batch] for a in (images, *per_image)]
       n = len(chunks[0])
-      padded = [jnp.asarray(np.concatenate([c, np.repeat(c[:1], batch - n, 0)])) for c in chunks]
+      padded = [jax.device_put(np.concatenate([c, np.repeat(c[:1], batch - n, 0)])) for c in chunks]
       out = jax.tree.map(np.asarray, fn(self.variables, *padded))
       outs.append(jax.tree.map(lambda x: x[:n], out))  # noqa: B023 (used at once)
     return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
@@ -228,7 +227,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
     # Plain device arrays: restored ones carry a sharding that the compiled program would
     # record, making it another program than the one the run scored with (no cache hit).
     variables = {
-      k: jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), v)
+      k: jax.device_put(jax.tree.map(np.asarray, v))
       for k, v in saved.items()
       if k not in _NOT_VARIABLES
     }

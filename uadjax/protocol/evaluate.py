@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -30,8 +29,8 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   c = protocol.config
   split = protocol.splits[iteration]
   labels = protocol.dataset.labels
-  images = jnp.asarray(protocol.dataset.images)
-  variables = jax.tree.map(jnp.asarray, carry.best)
+  images = jax.device_put(protocol.dataset.images)
+  variables = jax.device_put(carry.best)
   val_scores, _ = score_all(protocol.engine, variables, images, split.val)
   test_scores, _ = score_all(protocol.engine, variables, images, split.test)
   threshold = metrics_lib.select_threshold(

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
@@ -52,7 +51,7 @@ class Placement:
   def put(self, trees: list):
     """The iterations' trees (carries, fold data) on the device(s), stacked when parallel."""
     if not self.parallel:
-      return jax.tree.map(jnp.asarray, trees[0])
+      return jax.device_put(trees[0])
     trees = trees + [trees[0]] * (self.n_padded - len(trees))
     stacked = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *trees)
     sharding = NamedSharding(self.mesh, PartitionSpec('iterations'))
@@ -84,7 +83,7 @@ class Placement:
   def replicate(self, x: np.ndarray):
     """An array (the dataset's images) on every device."""
     if not self.parallel:
-      return jnp.asarray(x)
+      return jax.device_put(x)
     sharding = NamedSharding(self.mesh, PartitionSpec())
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 

@@ -71,7 +71,7 @@ def samples(protocol, iteration: int, variables, n: int) -> np.ndarray:
     'samples', lambda: jit(protocol.task.samples, level=protocol.engine.level, static_argnums=2)
   )
   key = jax.random.fold_in(protocol.iteration_key(iteration), _SAMPLES_KEY)
-  return np.asarray(fn(jax.tree.map(jax.numpy.asarray, variables), key, n))
+  return np.asarray(fn(jax.device_put(variables), key, n))
 
 
 def write_samples(protocol, run_dir: RunDir, iteration: int, carry) -> None:

@@ -482,7 +482,7 @@ class Engine:
     variables = carry.state.variables
     # val_idx is padded to a multiple of score_batch (the padding is masked in `select`).
     chunks = np.asarray(fold.val_idx).reshape(-1, self.score_batch)
-    scores = tuple(outputs(variables, images[jnp.asarray(c)])['scores'] for c in chunks)
+    scores = tuple(outputs(variables, images[jax.device_put(c)])['scores'] for c in chunks)
     return select(carry, fold, scores)
 
   def compiled_validate(self, parallel: bool):
@@ -498,27 +498,31 @@ class Engine:
     """`outputs_fn(task)` jitted: scores, maps (and reconstructions) of a batch of images."""
     return self.cached('outputs', lambda: jit(outputs_fn(self.task), level=self.level))
 
-  def initial_carry(self, key, image_shape) -> Carry:
-    """The untrained carry, `initial_carry(task.init(key, image_shape))`, from one compiled
-    program (run eagerly, the initialisation compiles one program per operation and parameter
-    shape: most of a CPU run's start-up), compiled at LLVM's -O0 on a CPU."""
+  def compiled_init(self, image_shape):
+    """`initial_carry(task.init(key, image_shape))` jitted, a function of the key: one program
+    (run eagerly, the initialisation compiles one program per operation and parameter shape:
+    most of a CPU run's start-up), compiled at LLVM's -O0 on a CPU (it runs once)."""
     shape = tuple(int(d) for d in image_shape)
 
     def build():
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      # -O0: it runs once, and compiles faster (README, "Start-up: compiling").
-      return jit(init, level=0)
+      return jit(init, level=0)  # README, "Start-up: compiling"
 
-    return self.cached(('init', shape), build)(key)
+    return self.cached(('init', shape), build)
+
+  def initial_carry(self, key, image_shape) -> Carry:
+    """The untrained carry of `key` (`compiled_init`)."""
+    return self.compiled_init(image_shape)(key)
 
   def abstract_carry(self, image_shape):
-    """The shapes and dtypes of `initial_carry` (`jax.ShapeDtypeStruct`s), nothing computed."""
-    shape = tuple(int(d) for d in image_shape)
-    return jax.eval_shape(
-      lambda key: initial_carry(self.task.init(key, shape)), jax.random.PRNGKey(0)
-    )
+    """The shapes and dtypes of `initial_carry` (`jax.ShapeDtypeStruct`s), nothing computed.
+
+    Traced by `compiled_init`'s own `trace`, whose trace JAX keeps for the call: the
+    `initial_carry` that follows does not trace the initialisation again.
+    """
+    return self.compiled_init(image_shape).trace(jax.random.PRNGKey(0)).out_info
 
   def compiled_step(self):
     """One jitted train step, for the host loop (augmentation on the host)."""
@@ -535,7 +539,7 @@ def _in_batches(engine: Engine, fn, variables, images, indices) -> dict:
   for start in range(0, len(indices), engine.score_batch):
     chunk = indices[start : start + engine.score_batch]
     padded, _ = pad(chunk, engine.score_batch, fill=int(chunk[0]))
-    out = jax.tree.map(np.asarray, fn(variables, images[jnp.asarray(padded)]))
+    out = jax.tree.map(np.asarray, fn(variables, images[jax.device_put(padded)]))
     outs.append(jax.tree.map(lambda x: x[: len(chunk)], out))  # noqa: B023 (used at once)
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
@@ -595,9 +599,9 @@ def train_on_host(
       state, step_losses = carry.state, []
       for b in range(len(order) // bs):
         batch_idx = order[b * bs : (b + 1) * bs]
-        batch = jnp.asarray(host_augment(host_images[batch_idx], rng))
+        batch = jax.device_put(host_augment(host_images[batch_idx], rng))
         dropout_key = jax.random.split(jax.random.fold_in(epoch_key, b + 1))[1]
-        labels = jnp.asarray(host_labels[batch_idx], jnp.int32)
+        labels = jax.device_put(host_labels[batch_idx].astype(np.int32))
         batch = Batch(images=batch, labels=labels, weights=jnp.asarray(fold.class_weights)[labels])
         state, metrics = step(state, batch, dropout_key)
         step_losses.append(metrics['loss'])
