@@ -66,7 +66,7 @@ def _save(fig: Figure, path) -> str:
   if parent:
     os.makedirs(parent, exist_ok=True)
   FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=DPI, format='png')
+  fig.savefig(path, dpi=DPI, format='png', pil_kwargs={'compress_level': 1})
   # Figure objects made without pyplot are freed by the garbage collector; clearing them drops
   # the artists (and their arrays) now, which matters when a sweep writes hundreds of figures.
   fig.clear()

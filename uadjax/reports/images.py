@@ -188,6 +188,9 @@ def plot_anomaly_maps(
   low), titled with the score; a red title marks an image the threshold misses. With `masks`
   (phantoms), the true lesion outline is drawn in cyan.
 
+  The panels are one montage in one Axes (`_montage`), their titles text placed over its gaps:
+  fifty Axes of their own took 1.4 s of the report's drawing, the montage a tenth of that.
+
   Returns:
     `path` as a string.
   """
@@ -197,19 +200,37 @@ def plot_anomaly_maps(
   cols = min(columns, n)
   rows = math.ceil(n / cols)
   vmax = _map_limit(np.asarray(maps)[order]) if len(order) else 1.0
-  fig = Figure(figsize=(1.35 * cols, 1.45 * rows + 0.7), layout='constrained')
-  axes = fig.subplots(rows, cols, squeeze=False).ravel()
-  for ax in axes:
-    _off(ax)
-  for ax, k in zip(axes, order, strict=False):
-    _draw_overlay(ax, images[k], maps[k], vmax, None if masks is None else masks[k])
+  lines = 2 if names is not None else 1
+  tiles = [overlay_rgb(images[k], maps[k], vmax) for k in order]
+  if not tiles:
+    tiles = [np.ones((*np.shape(images)[1:3], 3), np.float32)]
+  montage, origins = _montage(tiles, cols, title_lines=lines)
+  aspect = montage.shape[0] / montage.shape[1]
+  fig = Figure(figsize=(1.35 * cols, 1.35 * cols * aspect + 0.7), layout='constrained')
+  ax = fig.add_subplot()
+  ax.set_axis_off()
+  ax.imshow(montage)
+  h, w = tiles[0].shape[:2]
+  if masks is not None:
+    outline = np.zeros(montage.shape[:2], np.float32)
+    for (y, x), k in zip(origins, order, strict=False):
+      outline[y : y + h, x : x + w] = np.asarray(masks[k], np.float32)
+    if outline.any():
+      ax.contour(outline, levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
+  for (y, x), k in zip(origins, order, strict=False):
     missed = scores[k] < threshold
     label = f'{names[k]}\n' if names is not None else ''
-    ax.set_title(
-      f'{label}{scores[k]:.3g}', fontsize=6, color='#d62728' if missed else 'black', pad=2
+    ax.text(
+      x + (w - 1) / 2,
+      y - 1.5,
+      f'{label}{scores[k]:.3g}',
+      fontsize=6,
+      ha='center',
+      va='bottom',
+      color='#d62728' if missed else 'black',
     )
   if not len(order):
-    axes[0].text(0.5, 0.5, 'no images', ha='center', va='center', color='0.4')
+    ax.text(w / 2, h / 2, 'no images', ha='center', va='center', color='0.4')
   fig.suptitle(
     (title + '\n' if title else '')
     + f'anomaly map over the image (colour scale 0 to {vmax:.3g}); red title: below threshold '
@@ -217,6 +238,38 @@ def plot_anomaly_maps(
     fontsize='small',
   )
   return _save(fig, path)
+
+
+def overlay_rgb(image, amap, vmax: float) -> np.ndarray:
+  """The image (gray or colour) with the map over it in `MAP_CMAP`, as (h, w, 3) floats in
+  [0, 1]: the map's opacity grows with its value (0.85 at `vmax`), so normal tissue stays
+  visible under a low residual. What `_draw_overlay`'s two layers composite to."""
+  base = _display(image)
+  if base.ndim == 2:
+    base = np.repeat(base[..., None], 3, axis=-1)
+  amap = np.asarray(amap, np.float32)
+  scaled = np.clip(amap / max(vmax, 1e-12), 0, 1)
+  alpha = (scaled * 0.85)[..., None]
+  colour = colormaps[MAP_CMAP](scaled)[..., :3]
+  return (1 - alpha) * base + alpha * colour
+
+
+def _montage(tiles, cols: int, title_lines: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
+  """Equal-sized (h, w, 3) tiles in a grid of `cols` columns, as one RGBA image whose gaps are
+  transparent: a gap of 6 % of a tile between columns and, above each row, room for
+  `title_lines` lines of small text. Returns the image and each tile's top-left (y, x)."""
+  h, w = tiles[0].shape[:2]
+  gap_x = max(1, round(0.06 * w))
+  gap_y = max(2, round((0.16 * title_lines + 0.02) * h))
+  rows = math.ceil(len(tiles) / cols)
+  out = np.zeros((rows * (h + gap_y), cols * (w + gap_x) - gap_x, 4), np.float32)
+  origins = []
+  for i, tile in enumerate(tiles):
+    y, x = (i // cols) * (h + gap_y) + gap_y, (i % cols) * (w + gap_x)
+    out[y : y + h, x : x + w, :3] = tile
+    out[y : y + h, x : x + w, 3] = 1.0
+    origins.append((y, x))
+  return out, origins
 
 
 def _draw_overlay(ax, image, amap, vmax: float, mask=None) -> None:

@@ -1,0 +1,50 @@
+"""The anomaly-map montage: its overlay is the two layers it replaces, composited, and its tiles
+sit where their titles are written."""
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+
+from uadjax.reports import images
+
+
+def test_overlay_rgb_is_the_gray_image_under_a_zero_map_and_85_percent_colour_at_vmax():
+  rng = np.random.default_rng(0)
+  image = rng.random((6, 5, 1)).astype(np.float32)
+  amap = np.zeros((6, 5), np.float32)
+  amap[0, 0], amap[1, 1] = 2.0, 1.0  # above vmax (clipped) and at half of it
+  out = images.overlay_rgb(image, amap, vmax=2.0)
+  gray = np.repeat(image, 3, axis=-1)
+  untouched = amap == 0
+  np.testing.assert_allclose(out[untouched], gray[untouched], rtol=0, atol=1e-6)
+  top = colormaps[images.MAP_CMAP](1.0)[:3]
+  np.testing.assert_allclose(out[0, 0], 0.15 * gray[0, 0] + 0.85 * np.asarray(top), atol=1e-6)
+  half = colormaps[images.MAP_CMAP](0.5)[:3]
+  np.testing.assert_allclose(out[1, 1], 0.575 * gray[1, 1] + 0.425 * np.asarray(half), atol=1e-6)
+
+
+@pytest.mark.parametrize('n,cols', [(1, 1), (7, 3), (9, 3)])
+def test_montage_places_every_tile_at_its_origin_and_leaves_the_gaps_transparent(n, cols):
+  tiles = [np.full((4, 5, 3), (k + 1) / 10, np.float32) for k in range(n)]
+  montage, origins = images._montage(tiles, cols, title_lines=2)
+  assert len(origins) == n
+  covered = np.zeros(montage.shape[:2], bool)
+  for k, (y, x) in enumerate(origins):
+    np.testing.assert_array_equal(montage[y : y + 4, x : x + 5, :3], tiles[k])
+    covered[y : y + 4, x : x + 5] = True
+  assert y > 0  # room for the titles above every row, the first too
+  np.testing.assert_array_equal(montage[..., 3], covered.astype(np.float32))
+
+
+def test_plot_anomaly_maps_draws_masks_names_and_no_images(tmp_path):
+  rng = np.random.default_rng(1)
+  imgs = rng.random((3, 8, 8, 1)).astype(np.float32)
+  maps = rng.random((3, 8, 8)).astype(np.float32)
+  masks = np.zeros((3, 8, 8), bool)
+  masks[:, 2:5, 2:5] = True
+  path = images.plot_anomaly_maps(
+    imgs, maps, [0.3, 0.9, 0.1], 0.5, tmp_path / 'a.png', masks=masks, names=['a', 'b', 'c']
+  )
+  assert (tmp_path / 'a.png').stat().st_size > 0 and path.endswith('a.png')
+  images.plot_anomaly_maps(imgs[:0], maps[:0], [], 0.5, tmp_path / 'none.png')
+  assert (tmp_path / 'none.png').stat().st_size > 0
