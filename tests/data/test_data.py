@@ -88,3 +88,27 @@ def test_identical_images_with_different_labels_name_the_files(tmp_path):
     'id,hemorrhage\n' + ''.join(f'{i},{label}\n' for i, label in enumerate(labels))
   )
   assert data.load(config.data).duplicates() == [['000.png', '001.png', '002.png']]
+
+
+def test_load_keeps_the_last_data_set_until_a_file_or_the_config_changes(tmp_path):
+  rng = np.random.default_rng(1)
+  for i in range(6):
+    Image.fromarray(rng.integers(0, 255, (20, 20), np.uint8)).save(tmp_path / f'{i:03d}.png')
+  (tmp_path / 'labels.csv').write_text(
+    'id,hemorrhage\n' + ''.join(f'{i},{i % 2}\n' for i in range(6))
+  )
+  config = cae.get_config('tiny')
+  config.data.root = str(tmp_path)
+  first = data.load(config.data)
+  assert data.load(config.data) is first  # read once
+  with pytest.raises(ValueError, match='read-only'):
+    first.images[0, 0, 0, 0] = 1.0  # one object serves every caller: nobody may change it
+  # The same size and, on a coarse clock, the same time: the bytes tell them apart.
+  (tmp_path / 'labels.csv').write_text(
+    'id,hemorrhage\n' + ''.join(f'{i},{1 - i % 2}\n' for i in range(6))
+  )
+  relabelled = data.load(config.data)
+  assert relabelled is not first
+  np.testing.assert_array_equal(relabelled.labels, 1 - first.labels)
+  config.data.image_size = 16
+  assert data.load(config.data).images.shape[1:3] == (16, 16)

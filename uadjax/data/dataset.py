@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -101,8 +102,17 @@ def image_shape(data_config) -> tuple[int, int, int]:
   return (size, size, preprocess.CHANNELS[option(data_config, 'preprocess')])
 
 
+# The last data set `load` read, with its key (`_key`): [(key, Dataset)] or [].
+_LAST_LOADED: list[tuple[str, Dataset]] = []
+
+
 def load(data_config) -> Dataset:
   """Loads the dataset that `config.data` names.
+
+  The last data set loaded stays in memory, keyed by `data_config` and the bytes of every
+  file under `data.root` (`_key`): a run's phases and the report written after it in the same
+  process decode the files once, and a changed file is read again. Its arrays are read-only
+  (one object serves every caller).
 
   `data_config.source`:
     'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
@@ -117,6 +127,40 @@ def load(data_config) -> Dataset:
     DataError: naming the field or the files at fault, identical images with different labels
       among them (`check_labels`).
   """
+  key = _key(data_config)
+  if _LAST_LOADED and _LAST_LOADED[0][0] == key:
+    return _LAST_LOADED[0][1]
+  dataset = _read(data_config)
+  for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
+    if array is not None:
+      array.flags.writeable = False
+  _LAST_LOADED[:] = [(key, dataset)]
+  return dataset
+
+
+def _key(data_config) -> str:
+  """A digest of `data_config` and, for files, of the path and bytes of each file under its
+  root (reading the bytes costs a small part of decoding them; a file rewritten within the
+  same second, on a file system that keeps coarse times, still changes the key)."""
+  digest = hashlib.sha1(json.dumps(data_config.to_dict(), sort_keys=True, default=str).encode())
+  root = data_config.get('root') if data_config.get('source') != 'phantoms' else None
+  if root:
+    for folder, subfolders, files in os.walk(os.path.expanduser(root), followlinks=True):
+      subfolders.sort()
+      for name in sorted(files):
+        path = os.path.join(folder, name)
+        try:
+          with open(path, 'rb') as f:
+            content = f.read()
+        except OSError:  # a broken link, a file without read access: the reader names it
+          continue
+        digest.update(f'\n{path} {len(content)}\n'.encode())
+        digest.update(content)
+  return digest.hexdigest()
+
+
+def _read(data_config) -> Dataset:
+  """`load` without the memory: reads and preprocesses the files (or makes the phantoms)."""
   c = data_config
   size = int(c.image_size)
   mode = preprocess.check_mode(option(c, 'preprocess'))
