@@ -52,7 +52,7 @@ def _group(tmp_path, parallel: bool):
 def test_the_first_training_call_compiles_nothing_after_compile_ahead(tmp_path, parallel):
   with _group(tmp_path, parallel) as (group, fold, images):
     engine = group.p.engine
-    group.compile_ahead(fold, images, 1).result()
+    group.compile_ahead(images, 1).result()
     carry = group.placement.put(group.restore())
     # What it compiled: one iteration, the epochs program (the validation's programs compile
     # at the first validation); fold-parallel, the training call with its validation.

@@ -157,12 +157,14 @@ class Group:
 
   # -- training ------------------------------------------------------------------------------
 
-  def compile_ahead(self, fold, images, validations: int) -> concurrent.futures.Future:
+  def compile_ahead(self, images, validations: int) -> concurrent.futures.Future:
     """Compiles the group's training call in a background thread; returns its future.
 
-    Started before `restore`, so that the training call's tracing and lowering (Python) run
-    while the initial state's program compiles (XLA, without the GIL), and its compilation
-    while the initial state is computed (README, "Start-up: compiling", for what it gains).
+    It needs only shapes (of the carry and the fold data: `jax.eval_shape`, nothing computed),
+    so it starts before the fold data and `restore`: the training call's tracing and lowering
+    (Python) run while the fold's keys and the initial state's program compile (XLA, without
+    the GIL), and its compilation while the initial state is computed (README, "Start-up:
+    compiling", for what it gains).
     The programs land in JAX's caches, so the first call compiles nothing (an `EpochsCall`'s
     validation programs compile at its first validation). A run that stops or fails meanwhile
     exits once the thread is done: it is no daemon, because an interpreter that shuts down
@@ -177,6 +179,8 @@ class Group:
       return future
     engine = self.p.engine
     carry = self.placement.abstract(engine.abstract_carry(self.p.image_shape))
+    first = self.iterations[0]
+    fold = self.placement.abstract(jax.eval_shape(lambda: self.p.fold_data(first)))
     call = engine.compiled_train(validations, self.parallel)
 
     def compile_():
@@ -196,9 +200,9 @@ class Group:
     engine = self.p.engine
     total = c.train.epochs
     images = self.placement.replicate(self.p.dataset.images)
-    fold = self.placement.put([self.p.fold_data(i) for i in self.iterations])
     per_call = max(1, c.cv.epochs_per_call // c.cv.val_every)
-    compiling = self.compile_ahead(fold, images, min(per_call, total // c.cv.val_every))
+    compiling = self.compile_ahead(images, min(per_call, total // c.cv.val_every))
+    fold = self.placement.put([self.p.fold_data(i) for i in self.iterations])
     carries = self.restore()
     epoch = int(carries[0].epoch)
     carry = self.placement.put(carries)
