@@ -5,11 +5,13 @@ import csv
 import json
 import re
 import shutil
+import time
 
 import numpy as np
 from PIL import Image
 
-from uadjax.reports import report
+from uadjax import inference
+from uadjax.reports import figures, report
 
 FIGURES = (
   'training_curves.png',
@@ -77,3 +79,29 @@ def test_representative_iteration_is_the_median():
   aucs = [0.9, 0.5, 0.7, float('nan'), 0.6, 0.66]
   ms = [{'iteration': i, 'test': {'auc': a}} for i, a in enumerate(aucs)]
   assert report.representative_iteration(ms)['iteration'] == 5  # median of the finite: 0.66
+
+
+def test_the_report_copies_the_run_figures_that_show_its_iterations(tiny_run, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns('report', 'latest', 'figures'))
+  metrics_list = list(inference.finished_iterations(str(run)).values())
+  figures.write_run_figures(metrics_list, run / 'figures')
+  # Marked, so that a copy tells itself apart from a drawing of the same data.
+  for name in figures.RUN_FIGURES:
+    (run / 'figures' / name).write_bytes(b'the run figure ' + name.encode())
+  report.write_report(str(run), str(tmp_path / 'same'))
+  for name in figures.RUN_FIGURES:
+    assert (tmp_path / 'same' / name).read_bytes() == b'the run figure ' + name.encode()
+  # They show other iterations (a later run of iteration 0 alone in this workdir): drawn.
+  drawn_from = run / 'figures' / figures.DRAWN_FROM
+  drawn_from.write_text(json.dumps({'iterations': [0]}))
+  report.write_report(str(run), str(tmp_path / 'other'))
+  for name in figures.RUN_FIGURES:
+    _assert_png(tmp_path / 'other' / name)
+  # They show the same iterations, but a metrics file changed after they were drawn: drawn.
+  drawn_from.write_text(json.dumps({'iterations': figures.drawn_from(metrics_list)}))
+  time.sleep(0.01)
+  (run / 'iter_01' / 'metrics.json').write_text((run / 'iter_01' / 'metrics.json').read_text())
+  report.write_report(str(run), str(tmp_path / 'newer'))
+  for name in figures.RUN_FIGURES:
+    _assert_png(tmp_path / 'newer' / name)

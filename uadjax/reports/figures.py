@@ -33,6 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from uadjax import io
 from uadjax.evaluation.metrics import threshold_curve
 
 DPI = 120
@@ -391,8 +392,19 @@ def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) ->
   return _save(fig, path)
 
 
+# A run's figures (written with its summary), and the file beside them that names the iterations
+# they show: the report copies them instead of drawing them again when they show its iterations.
+RUN_FIGURES = ('training_curves.png', 'threshold_selection.png', 'score_histograms.png')
+DRAWN_FROM = '.drawn_from.json'
+
+
+def drawn_from(metrics_list: Sequence[dict]) -> list[int]:
+  """The iterations, in order, that figures of `metrics_list` show."""
+  return [int(m['iteration']) for m in metrics_list]
+
+
 def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
-  """Writes a run's figures under `outdir` with fixed names.
+  """Writes a run's figures under `outdir` with fixed names (`RUN_FIGURES`), and `DRAWN_FROM`.
 
   `training_curves.png` (`plot_training_curves`), `threshold_selection.png`
   (`plot_threshold_selection_grid`: every iteration, since each chose its own threshold) and
@@ -402,11 +414,16 @@ def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
     The three paths, in that order.
   """
   outdir = os.fspath(outdir)
-  return [
-    plot_training_curves(metrics_list, os.path.join(outdir, 'training_curves.png')),
-    plot_threshold_selection_grid(metrics_list, os.path.join(outdir, 'threshold_selection.png')),
-    plot_score_histograms(metrics_list, os.path.join(outdir, 'score_histograms.png')),
+  drawn_path = os.path.join(outdir, DRAWN_FROM)
+  if os.path.exists(drawn_path):  # until all three are drawn, they show nothing known
+    os.remove(drawn_path)
+  plots = (plot_training_curves, plot_threshold_selection_grid, plot_score_histograms)
+  paths = [
+    plot(metrics_list, os.path.join(outdir, name))
+    for plot, name in zip(plots, RUN_FIGURES, strict=True)
   ]
+  io.write_json(drawn_path, {'iterations': drawn_from(metrics_list)})
+  return paths
 
 
 def plot_score_parts(metrics: dict, path, bins: int = 20) -> str:

@@ -198,7 +198,6 @@ def plot_anomaly_maps(
   order = np.argsort(-scores, kind='stable')[:max_images]
   n = max(len(order), 1)
   cols = min(columns, n)
-  rows = math.ceil(n / cols)
   vmax = _map_limit(np.asarray(maps)[order]) if len(order) else 1.0
   lines = 2 if names is not None else 1
   tiles = [overlay_rgb(images[k], maps[k], vmax) for k in order]

@@ -28,6 +28,7 @@ folder to draw everything again. The log says how long the report took.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import numpy as np
@@ -153,6 +154,26 @@ def _up_to_date(paths, inputs_mtime: float) -> bool:
 
 _IMAGE_FIGURES = ('examples.png', 'anomaly_maps.png', 'extremes.png')
 _IMAGE_SECTIONS = '.image_sections.json'
+
+
+def _copy_run_figure(run: RunDir, name: str, metrics_list, inputs_mtime: float, path) -> bool:
+  """Copies the run's figure `name` (`figures.RUN_FIGURES`, written with its summary) to `path`
+  when it shows what the report's would: drawn from the same iterations, in the same order
+  (`figures.DRAWN_FROM`), after their metrics last changed. Returns whether it did."""
+  source = os.path.join(run.figures, name)
+  drawn = os.path.join(run.figures, figures.DRAWN_FROM)
+  if name not in figures.RUN_FIGURES or os.path.abspath(source) == os.path.abspath(path):
+    return False
+  if not _up_to_date([source, drawn], inputs_mtime):
+    return False
+  try:
+    iterations = io.read_json(drawn).get('iterations')
+  except (OSError, ValueError):
+    return False
+  if iterations != figures.drawn_from(metrics_list):
+    return False
+  shutil.copyfile(source, path)
+  return True
 
 
 def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
@@ -293,16 +314,20 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   model_name = families.display_name(config.get('model_name'))
 
   sections = []  # (heading, file name or None, one line of explanation)
-  counts = {'drawn': 0, 'kept': 0}
+  counts = {'drawn': 0, 'kept': 0, 'copied': 0}
 
   def add(heading, path, line):
     sections.append((heading, os.path.basename(path) if path else None, line))
 
   def draw(name, inputs_mtime, plot):
-    """`plot(path)` unless the figure at outdir/name is newer than its inputs."""
+    """`plot(path)` unless the figure at outdir/name is newer than its inputs, or the run's
+    own copy of it shows the same (`_copy_run_figure`)."""
     path = os.path.join(outdir, name)
     if _up_to_date([path], inputs_mtime):
       counts['kept'] += 1
+      return path
+    if _copy_run_figure(run, name, metrics_list, inputs_mtime, path):
+      counts['copied'] += 1
       return path
     counts['drawn'] += 1
     return plot(path)
@@ -427,10 +452,12 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     lines += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
   path = io.write_text(os.path.join(outdir, 'report.md'), '\n'.join(lines))
   logging.info(
-    'Report %s in %.1f s: %d figures drawn, %d kept (newer than what they show).',
+    'Report %s in %.1f s: %d figures drawn, %d kept (newer than what they show), %d copied '
+    "from the run's figures.",
     path,
     time.perf_counter() - start,
     counts['drawn'],
     counts['kept'],
+    counts['copied'],
   )
   return path
