@@ -9,6 +9,7 @@ Attributes:
   ENV: the environment variable that chooses: unset (the default folder), a path, or 'off'.
   MIN_COMPILE_TIME_S: programs that compile faster than this are not written to the cache.
   cache_dir: the folder `setup` would use for an environment, or None when the cache is off.
+  checks_dir: the folder beside it where the config check keeps the model checks that passed.
   setup: points JAX at that folder (or leaves the cache off) and returns it.
 
 The default folder is `$XDG_CACHE_HOME/uadjax/jax` (else `~/.cache/uadjax/jax`), with a
@@ -66,6 +67,13 @@ def cache_dir(environ=None) -> str | None:
   home = environ.get('HOME') or os.path.expanduser('~')
   root = environ.get('XDG_CACHE_HOME') or os.path.join(home, '.cache')
   return os.path.join(root, 'uadjax', 'jax', _machine_tag())
+
+
+def checks_dir(environ=None) -> str | None:
+  """Where `uadjax.config` keeps the model checks that passed (`cache_dir` + '-checks', beside
+  the compilation cache and off with it), or None."""
+  path = cache_dir(environ)
+  return None if path is None else path.rstrip(os.sep) + '-checks'
 
 
 def setup(environ=None) -> str | None:
