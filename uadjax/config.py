@@ -233,7 +233,10 @@ def _model_error_unless_passed(config, size: int) -> str | None:
   from uadjax import compilation_cache
 
   folder = compilation_cache.checks_dir()
-  key = _check_key(config, size) if folder else None
+  try:
+    key = _check_key(config, size) if folder else None
+  except OSError:  # a module that cannot be read: check, and keep nothing
+    key = None
   if key is not None and os.path.exists(os.path.join(folder, key)):
     return None
   error = _model_error(config, size)

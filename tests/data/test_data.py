@@ -112,3 +112,18 @@ def test_load_keeps_the_last_data_set_until_a_file_or_the_config_changes(tmp_pat
   np.testing.assert_array_equal(relabelled.labels, 1 - first.labels)
   config.data.image_size = 16
   assert data.load(config.data).images.shape[1:3] == (16, 16)
+
+
+def test_load_reads_again_when_a_labels_file_outside_the_root_changes(tmp_path):
+  images = tmp_path / 'images'
+  images.mkdir()
+  rng = np.random.default_rng(2)
+  for i in range(6):
+    Image.fromarray(rng.integers(0, 255, (20, 20), np.uint8)).save(images / f'{i:03d}.png')
+  labels = tmp_path / 'labels.csv'  # beside the root, named by an absolute path
+  labels.write_text('id,hemorrhage\n' + ''.join(f'{i},{i % 2}\n' for i in range(6)))
+  config = cae.get_config('tiny')
+  config.data.root, config.data.labels_file = str(images), str(labels)
+  first = data.load(config.data)
+  labels.write_text('id,hemorrhage\n' + ''.join(f'{i},{1 - i % 2}\n' for i in range(6)))
+  np.testing.assert_array_equal(data.load(config.data).labels, 1 - first.labels)

@@ -1,5 +1,5 @@
-"""The anomaly-map montage: its overlay is the two layers it replaces, composited, and its tiles
-sit where their titles are written."""
+"""The anomaly-map montage: its overlay is the two layers it replaces, composited, its tiles sit
+at the origins it returns (where the titles go), and the figure draws with masks, names and none."""
 
 import numpy as np
 import pytest

@@ -3,9 +3,9 @@ the GAN parts drawn when a run has them, and the progress log beside it."""
 
 import csv
 import json
+import os
 import re
 import shutil
-import time
 
 import numpy as np
 from PIL import Image
@@ -81,27 +81,34 @@ def test_representative_iteration_is_the_median():
   assert report.representative_iteration(ms)['iteration'] == 5  # median of the finite: 0.66
 
 
-def test_the_report_copies_the_run_figures_that_show_its_iterations(tiny_run, tmp_path):
+def test_the_report_copies_the_run_figures_drawn_from_its_metrics(tiny_run, tmp_path, monkeypatch):
   run = tmp_path / 'run'
   shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns('report', 'latest', 'figures'))
   metrics_list = list(inference.finished_iterations(str(run)).values())
-  figures.write_run_figures(metrics_list, run / 'figures')
+  paths = [str(run / f'iter_{int(m["iteration"]):02d}' / 'metrics.json') for m in metrics_list]
+  figures.write_run_figures(metrics_list, run / 'figures', figures.drawn_from(paths))
   # Marked, so that a copy tells itself apart from a drawing of the same data.
   for name in figures.RUN_FIGURES:
     (run / 'figures' / name).write_bytes(b'the run figure ' + name.encode())
-  report.write_report(str(run), str(tmp_path / 'same'))
-  for name in figures.RUN_FIGURES:
-    assert (tmp_path / 'same' / name).read_bytes() == b'the run figure ' + name.encode()
-  # They show other iterations (a later run of iteration 0 alone in this workdir): drawn.
+
+  def report_of(name):
+    report.write_report(str(run), str(tmp_path / name))
+    return {n: (tmp_path / name / n).read_bytes() for n in figures.RUN_FIGURES}
+
+  copied = report_of('same')
+  assert copied == {n: b'the run figure ' + n.encode() for n in figures.RUN_FIGURES}
   drawn_from = run / 'figures' / figures.DRAWN_FROM
-  drawn_from.write_text(json.dumps({'iterations': [0]}))
-  report.write_report(str(run), str(tmp_path / 'other'))
-  for name in figures.RUN_FIGURES:
-    _assert_png(tmp_path / 'other' / name)
-  # They show the same iterations, but a metrics file changed after they were drawn: drawn.
-  drawn_from.write_text(json.dumps({'iterations': figures.drawn_from(metrics_list)}))
-  time.sleep(0.01)
-  (run / 'iter_01' / 'metrics.json').write_text((run / 'iter_01' / 'metrics.json').read_text())
-  report.write_report(str(run), str(tmp_path / 'newer'))
-  for name in figures.RUN_FIGURES:
-    _assert_png(tmp_path / 'newer' / name)
+  # Drawn from iteration 0 alone (a later run of one iteration in this workdir): drawn.
+  drawn_from.write_text(json.dumps(figures.drawn_from(paths[:1])))
+  assert all(v.startswith(b'\x89PNG') for v in report_of('other').values())
+  # The right iterations, but a metrics.json since rewritten, then dated back: drawn.
+  drawn_from.write_text(json.dumps(figures.drawn_from(paths)))
+  assert report_of('again') == copied
+  metrics = run / 'iter_01' / 'metrics.json'
+  before = os.stat(metrics).st_mtime_ns
+  metrics.write_text(json.dumps(json.loads(metrics.read_text()), indent=3))
+  os.utime(metrics, ns=(before, before))
+  assert all(v.startswith(b'\x89PNG') for v in report_of('rewritten').values())
+  # Other drawing code (here: another matplotlib) gives another source.
+  monkeypatch.setattr('matplotlib.__version__', '0.0')
+  assert figures.drawn_from(paths)['code'] != json.loads(drawn_from.read_text())['code']

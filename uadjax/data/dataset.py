@@ -128,8 +128,9 @@ def load(data_config) -> Dataset:
       among them (`check_labels`).
   """
   key = _key(data_config)
-  if _LAST_LOADED and _LAST_LOADED[0][0] == key:
-    return _LAST_LOADED[0][1]
+  last = _LAST_LOADED[0] if _LAST_LOADED else None  # read once: another thread may replace it
+  if last is not None and last[0] == key:
+    return last[1]
   dataset = _read(data_config)
   for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
     if array is not None:
@@ -140,22 +141,29 @@ def load(data_config) -> Dataset:
 
 def _key(data_config) -> str:
   """A digest of `data_config` and, for files, of the path and bytes of each file under its
-  root (reading the bytes costs a small part of decoding them; a file rewritten within the
-  same second, on a file system that keeps coarse times, still changes the key)."""
+  root (walked as the readers walk it) and of a labels file outside it: reading the bytes costs
+  a small part of decoding them, and a file rewritten within the same second, on a file system
+  that keeps coarse times, still changes the key."""
   digest = hashlib.sha1(json.dumps(data_config.to_dict(), sort_keys=True, default=str).encode())
   root = data_config.get('root') if data_config.get('source') != 'phantoms' else None
-  if root:
-    for folder, subfolders, files in os.walk(os.path.expanduser(root), followlinks=True):
-      subfolders.sort()
-      for name in sorted(files):
-        path = os.path.join(folder, name)
-        try:
-          with open(path, 'rb') as f:
-            content = f.read()
-        except OSError:  # a broken link, a file without read access: the reader names it
-          continue
-        digest.update(f'\n{path} {len(content)}\n'.encode())
-        digest.update(content)
+  if not root:
+    return digest.hexdigest()
+  root = os.path.expanduser(root)
+  paths = []
+  for folder, subfolders, files in os.walk(root):
+    subfolders.sort()
+    paths += [os.path.join(folder, name) for name in sorted(files)]
+  labels_file = data_config.get('labels_file')
+  if labels_file and os.path.isabs(labels_file):  # readers.load_labelled_folder reads it there
+    paths.append(labels_file)
+  for path in paths:
+    try:
+      with open(path, 'rb') as f:
+        content = f.read()
+    except OSError:  # a broken link, a file without read access: the reader names it
+      continue
+    digest.update(f'\n{path} {len(content)}\n'.encode())
+    digest.update(content)
   return digest.hexdigest()
 
 

@@ -173,7 +173,8 @@ def write_summary(config, workdir: str, results: list[dict], note: str = '') -> 
     markdown += tables.extra_test_markdown(summary)
   io.write_text(run_dir.summary_md, markdown)
   if config.cv.figures:
-    figures.write_run_figures(results, run_dir.figures)
+    metrics_paths = [run_dir.metrics(int(r['iteration'])) for r in results]
+    figures.write_run_figures(results, run_dir.figures, figures.drawn_from(metrics_paths))
   return summary
 
 

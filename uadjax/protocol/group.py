@@ -160,8 +160,9 @@ class Group:
   def compile_ahead(self, images, validations: int) -> concurrent.futures.Future:
     """Compiles the group's training call in a background thread; returns its future.
 
-    It needs only shapes (of the carry and the fold data: `jax.eval_shape`, nothing computed),
-    so it starts before the fold data and `restore`: the training call's tracing and lowering
+    It needs only shapes (the carry's from the initial state's trace, `Engine.abstract_carry`;
+    the fold data's from `jax.eval_shape`; nothing computed), so it starts before the fold data
+    and `restore`: the training call's tracing and lowering
     (Python) run while the fold's keys and the initial state's program compile (XLA, without
     the GIL), and its compilation while the initial state is computed (README, "Start-up:
     compiling", for what it gains).

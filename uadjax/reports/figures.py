@@ -392,23 +392,45 @@ def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) ->
   return _save(fig, path)
 
 
-# A run's figures (written with its summary), and the file beside them that names the iterations
-# they show: the report copies them instead of drawing them again when they show its iterations.
+# A run's figures (written with its summary), and the file beside them that says what they were
+# drawn from: the report copies them instead of drawing them again when that is what it draws.
 RUN_FIGURES = ('training_curves.png', 'threshold_selection.png', 'score_histograms.png')
 DRAWN_FROM = '.drawn_from.json'
 
 
-def drawn_from(metrics_list: Sequence[dict]) -> list[int]:
-  """The iterations, in order, that figures of `metrics_list` show."""
-  return [int(m['iteration']) for m in metrics_list]
+def drawn_from(metrics_paths: Sequence[str]) -> dict:
+  """What figures of the iterations whose metrics.json files are `metrics_paths` (in order) are
+  drawn from: a digest of each file, of the code that draws them (this module and the threshold
+  curve's) and matplotlib's version. Equal for equal figures; a file that cannot be read gives
+  a value that equals nothing."""
+  import hashlib
+
+  import matplotlib
+
+  from uadjax.evaluation import metrics
+
+  def digest(path) -> str:
+    try:
+      with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+      return f'unreadable {os.urandom(8).hex()}'
+
+  code = hashlib.sha256(matplotlib.__version__.encode())
+  for module in (__file__, metrics.__file__):
+    code.update(digest(module).encode())
+  return {'metrics': [digest(p) for p in metrics_paths], 'code': code.hexdigest()}
 
 
-def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
-  """Writes a run's figures under `outdir` with fixed names (`RUN_FIGURES`), and `DRAWN_FROM`.
+def write_run_figures(
+  metrics_list: Sequence[dict], outdir, source: dict | None = None
+) -> list[str]:
+  """Writes a run's figures under `outdir` with fixed names (`RUN_FIGURES`).
 
   `training_curves.png` (`plot_training_curves`), `threshold_selection.png`
   (`plot_threshold_selection_grid`: every iteration, since each chose its own threshold) and
-  `score_histograms.png` (`plot_score_histograms`).
+  `score_histograms.png` (`plot_score_histograms`). `source`, `drawn_from` of the metrics.json
+  files that `metrics_list` holds, is written beside them (`DRAWN_FROM`), for the report.
 
   Returns:
     The three paths, in that order.
@@ -422,7 +444,8 @@ def write_run_figures(metrics_list: Sequence[dict], outdir) -> list[str]:
     plot(metrics_list, os.path.join(outdir, name))
     for plot, name in zip(plots, RUN_FIGURES, strict=True)
   ]
-  io.write_json(drawn_path, {'iterations': drawn_from(metrics_list)})
+  if source is not None:
+    io.write_json(drawn_path, source)
   return paths
 
 

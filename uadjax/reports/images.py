@@ -189,7 +189,8 @@ def plot_anomaly_maps(
   (phantoms), the true lesion outline is drawn in cyan.
 
   The panels are one montage in one Axes (`_montage`), their titles text placed over its gaps:
-  fifty Axes of their own took 1.4 s of the report's drawing, the montage a tenth of that.
+  fifty Axes of their own took 1.4-1.5 s of the report's drawing, the montage 0.9 s (0.5 s with
+  `_save`'s level-1 PNGs), measured on the head CT's 50 abnormal test images.
 
   Returns:
     `path` as a string.
@@ -211,11 +212,15 @@ def plot_anomaly_maps(
   ax.imshow(montage)
   h, w = tiles[0].shape[:2]
   if masks is not None:
-    outline = np.zeros(montage.shape[:2], np.float32)
+    # One pixel of margin all round, so that a lesion at the montage's edge is outlined closed.
+    outline = np.zeros((montage.shape[0] + 2, montage.shape[1] + 2), np.float32)
     for (y, x), k in zip(origins, order, strict=False):
-      outline[y : y + h, x : x + w] = np.asarray(masks[k], np.float32)
+      outline[y + 1 : y + 1 + h, x + 1 : x + 1 + w] = np.asarray(masks[k], np.float32)
     if outline.any():
-      ax.contour(outline, levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
+      ys, xs = np.arange(-1, montage.shape[0] + 1), np.arange(-1, montage.shape[1] + 1)
+      ax.contour(xs, ys, outline, levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
+      ax.set_xlim(-0.5, montage.shape[1] - 0.5)  # the margin is not shown
+      ax.set_ylim(montage.shape[0] - 0.5, -0.5)
   for (y, x), k in zip(origins, order, strict=False):
     missed = scores[k] < threshold
     label = f'{names[k]}\n' if names is not None else ''
@@ -229,7 +234,8 @@ def plot_anomaly_maps(
       color='#d62728' if missed else 'black',
     )
   if not len(order):
-    ax.text(w / 2, h / 2, 'no images', ha='center', va='center', color='0.4')
+    ((y, x),) = origins
+    ax.text(x + w / 2, y + h / 2, 'no images', ha='center', va='center', color='0.4')
   fig.suptitle(
     (title + '\n' if title else '')
     + f'anomaly map over the image (colour scale 0 to {vmax:.3g}); red title: below threshold '
@@ -242,7 +248,7 @@ def plot_anomaly_maps(
 def overlay_rgb(image, amap, vmax: float) -> np.ndarray:
   """The image (gray or colour) with the map over it in `MAP_CMAP`, as (h, w, 3) floats in
   [0, 1]: the map's opacity grows with its value (0.85 at `vmax`), so normal tissue stays
-  visible under a low residual. What `_draw_overlay`'s two layers composite to."""
+  visible under a low residual."""
   base = _display(image)
   if base.ndim == 2:
     base = np.repeat(base[..., None], 3, axis=-1)
@@ -272,11 +278,7 @@ def _montage(tiles, cols: int, title_lines: int = 1) -> tuple[np.ndarray, list[t
 
 
 def _draw_overlay(ax, image, amap, vmax: float, mask=None) -> None:
-  _show(ax, image)
-  amap = np.asarray(amap, np.float32)
-  # Opacity grows with the map, so normal tissue stays visible under a low residual.
-  alpha = np.clip(amap / max(vmax, 1e-12), 0, 1) * 0.85
-  ax.imshow(amap, cmap=MAP_CMAP, vmin=0, vmax=vmax, alpha=alpha)
+  ax.imshow(overlay_rgb(image, amap, vmax))
   if mask is not None and np.any(mask):
     ax.contour(np.asarray(mask, float), levels=[0.5], colors=MASK_COLOR, linewidths=0.8)
 

@@ -21,7 +21,9 @@ and report.md says why.
 A figure newer than every file it is drawn from is kept, not drawn again (a rerun of a finished
 run, or `experiments.report` twice): the curves and histograms read the iterations'
 metrics.json, the image figures the chosen iteration's metrics.json, its checkpoint and
-config.json (their captions are kept in `report/.image_sections.json`). Delete the report
+config.json (their captions are kept in `report/.image_sections.json`). The curves and
+histograms are copied from the run's `figures/` where those were drawn from the same
+metrics.json files with the same drawing code (`figures/.drawn_from.json`). Delete the report
 folder to draw everything again. The log says how long the report took.
 """
 
@@ -156,21 +158,23 @@ _IMAGE_FIGURES = ('examples.png', 'anomaly_maps.png', 'extremes.png')
 _IMAGE_SECTIONS = '.image_sections.json'
 
 
-def _copy_run_figure(run: RunDir, name: str, metrics_list, inputs_mtime: float, path) -> bool:
+def _copy_run_figure(run: RunDir, name: str, metrics_list, path) -> bool:
   """Copies the run's figure `name` (`figures.RUN_FIGURES`, written with its summary) to `path`
-  when it shows what the report's would: drawn from the same iterations, in the same order
-  (`figures.DRAWN_FROM`), after their metrics last changed. Returns whether it did."""
+  when it was drawn from what the report's would be: the same metrics.json files, byte for byte
+  and in the same order, and the same drawing code (`figures.drawn_from`). Returns whether it
+  did."""
   source = os.path.join(run.figures, name)
   drawn = os.path.join(run.figures, figures.DRAWN_FROM)
   if name not in figures.RUN_FIGURES or os.path.abspath(source) == os.path.abspath(path):
     return False
-  if not _up_to_date([source, drawn], inputs_mtime):
+  if not (os.path.isfile(source) and os.path.isfile(drawn)):
     return False
   try:
-    iterations = io.read_json(drawn).get('iterations')
+    recorded = io.read_json(drawn)
   except (OSError, ValueError):
     return False
-  if iterations != figures.drawn_from(metrics_list):
+  paths = [run.metrics(int(m['iteration'])) for m in metrics_list]
+  if recorded != figures.drawn_from(paths):
     return False
   shutil.copyfile(source, path)
   return True
@@ -326,7 +330,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     if _up_to_date([path], inputs_mtime):
       counts['kept'] += 1
       return path
-    if _copy_run_figure(run, name, metrics_list, inputs_mtime, path):
+    if _copy_run_figure(run, name, metrics_list, path):
       counts['copied'] += 1
       return path
     counts['drawn'] += 1
