@@ -18,7 +18,6 @@ way everywhere else.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
 import os
@@ -233,10 +232,7 @@ def _model_error_unless_passed(config, size: int) -> str | None:
   from uadjax import compilation_cache
 
   folder = compilation_cache.checks_dir()
-  try:
-    key = _check_key(config, size) if folder else None
-  except OSError:  # a module that cannot be read: check, and keep nothing
-    key = None
+  key = _check_key(config, size) if folder else None  # None: a module cannot be read
   if key is not None and os.path.exists(os.path.join(folder, key)):
     return None
   error = _model_error(config, size)
@@ -249,10 +245,11 @@ def _model_error_unless_passed(config, size: int) -> str | None:
   return error
 
 
-def _check_key(config, size: int) -> str:
-  """A digest of what `_model_error(config, size)` depends on: the whole config, the size, the
-  versions of JAX, Flax and Optax, and the bytes of every module of uadjax and of the modules
-  that define the family's model and task (a family registered from outside uadjax)."""
+def _check_key(config, size: int) -> str | None:
+  """`io.files_digest` of what `_model_error(config, size)` depends on: the whole config, the
+  size, the versions of JAX, Flax and Optax, and every module of uadjax and those that define
+  the family's model and task (a family registered from outside uadjax); None when one cannot
+  be read."""
   import sys
 
   import flax
@@ -261,9 +258,8 @@ def _check_key(config, size: int) -> str:
 
   from uadjax import families
 
-  digest = hashlib.sha256()
-  digest.update(json.dumps(config.to_dict(), sort_keys=True, default=str).encode())
-  digest.update(f'\n{size} {jax.__version__} {flax.__version__} {optax.__version__}\n'.encode())
+  head = json.dumps(config.to_dict(), sort_keys=True, default=str)
+  head += f'\n{size} {jax.__version__} {flax.__version__} {optax.__version__}'
   package = os.path.dirname(os.path.abspath(__file__))
   files = []
   for folder, subfolders, names in os.walk(package):
@@ -274,10 +270,7 @@ def _check_key(config, size: int) -> str:
     path = getattr(sys.modules.get(cls.__module__), '__file__', None)
     if path and not os.path.abspath(path).startswith(package + os.sep):
       files.append(path)
-  for path in files:
-    with open(path, 'rb') as f:
-      digest.update(f'\n{os.path.relpath(path, package)}\n'.encode() + f.read())
-  return digest.hexdigest()
+  return io.files_digest([(os.path.relpath(p, package), p) for p in files], head)
 
 
 def _model_error(config, size: int) -> str | None:

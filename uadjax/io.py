@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -45,3 +46,20 @@ def read_json(path: str) -> Any:
       return json.load(f)
   except json.JSONDecodeError as e:
     raise ValueError(f'{path}: not valid JSON ({e}).') from e
+
+
+def files_digest(files, head: str = '') -> str | None:
+  """A sha256 of `head` and, in order, each (name, path) of `files`: the name and the file's
+  bytes, so that content, names and order all count (and not the modification times, which a
+  copy can keep or a coarse clock can repeat). None when a file cannot be read: a key that
+  matches nothing."""
+  digest = hashlib.sha256(head.encode())
+  for name, path in files:
+    try:
+      with open(path, 'rb') as f:
+        content = f.read()
+    except OSError:
+      return None
+    digest.update(f'\n{name} {len(content)}\n'.encode())
+    digest.update(content)
+  return digest.hexdigest()

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from uadjax import io
 from uadjax.data import phantoms, preprocess, readers
 from uadjax.data.readers import DataError
 
@@ -129,25 +130,24 @@ def load(data_config) -> Dataset:
   """
   key = _key(data_config)
   last = _LAST_LOADED[0] if _LAST_LOADED else None  # read once: another thread may replace it
-  if last is not None and last[0] == key:
+  if key is not None and last is not None and last[0] == key:
     return last[1]
   dataset = _read(data_config)
   for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
     if array is not None:
       array.flags.writeable = False
-  _LAST_LOADED[:] = [(key, dataset)]
+  _LAST_LOADED[:] = [(key, dataset)] if key is not None else []
   return dataset
 
 
-def _key(data_config) -> str:
-  """A digest of `data_config` and, for files, of the path and bytes of each file under its
-  root (walked as the readers walk it) and of a labels file outside it: reading the bytes costs
-  a small part of decoding them, and a file rewritten within the same second, on a file system
-  that keeps coarse times, still changes the key."""
-  digest = hashlib.sha1(json.dumps(data_config.to_dict(), sort_keys=True, default=str).encode())
+def _key(data_config) -> str | None:
+  """`io.files_digest` of `data_config` and, for files, of each file under its root (walked as
+  the readers walk it) and of a labels file outside it; None (read, keep nothing) when one
+  cannot be read. Reading the bytes costs a small part of decoding them."""
+  head = json.dumps(data_config.to_dict(), sort_keys=True, default=str)
   root = data_config.get('root') if data_config.get('source') != 'phantoms' else None
   if not root:
-    return digest.hexdigest()
+    return io.files_digest([], head)
   root = os.path.expanduser(root)
   paths = []
   for folder, subfolders, files in os.walk(root):
@@ -156,15 +156,7 @@ def _key(data_config) -> str:
   labels_file = data_config.get('labels_file')
   if labels_file and os.path.isabs(labels_file):  # readers.load_labelled_folder reads it there
     paths.append(labels_file)
-  for path in paths:
-    try:
-      with open(path, 'rb') as f:
-        content = f.read()
-    except OSError:  # a broken link, a file without read access: the reader names it
-      continue
-    digest.update(f'\n{path} {len(content)}\n'.encode())
-    digest.update(content)
-  return digest.hexdigest()
+  return io.files_digest([(path, path) for path in paths], head)
 
 
 def _read(data_config) -> Dataset:

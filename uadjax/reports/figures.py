@@ -400,26 +400,18 @@ DRAWN_FROM = '.drawn_from.json'
 
 def drawn_from(metrics_paths: Sequence[str]) -> dict:
   """What figures of the iterations whose metrics.json files are `metrics_paths` (in order) are
-  drawn from: a digest of each file, of the code that draws them (this module and the threshold
-  curve's) and matplotlib's version. Equal for equal figures; a file that cannot be read gives
-  a value that equals nothing."""
-  import hashlib
-
+  drawn from: `io.files_digest` of those files, and of the code that draws them (this module
+  and the threshold curve's) with matplotlib's version. Equal for equal figures; a value is
+  None where a file cannot be read."""
   import matplotlib
 
   from uadjax.evaluation import metrics
 
-  def digest(path) -> str:
-    try:
-      with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-      return f'unreadable {os.urandom(8).hex()}'
-
-  code = hashlib.sha256(matplotlib.__version__.encode())
-  for module in (__file__, metrics.__file__):
-    code.update(digest(module).encode())
-  return {'metrics': [digest(p) for p in metrics_paths], 'code': code.hexdigest()}
+  code = [(os.path.basename(m), m) for m in (__file__, metrics.__file__)]
+  return {
+    'metrics': io.files_digest([(str(k), p) for k, p in enumerate(metrics_paths)]),
+    'code': io.files_digest(code, matplotlib.__version__),
+  }
 
 
 def write_run_figures(

@@ -158,26 +158,16 @@ _IMAGE_FIGURES = ('examples.png', 'anomaly_maps.png', 'extremes.png')
 _IMAGE_SECTIONS = '.image_sections.json'
 
 
-def _copy_run_figure(run: RunDir, name: str, metrics_list, path) -> bool:
-  """Copies the run's figure `name` (`figures.RUN_FIGURES`, written with its summary) to `path`
-  when it was drawn from what the report's would be: the same metrics.json files, byte for byte
-  and in the same order, and the same drawing code (`figures.drawn_from`). Returns whether it
-  did."""
-  source = os.path.join(run.figures, name)
-  drawn = os.path.join(run.figures, figures.DRAWN_FROM)
-  if name not in figures.RUN_FIGURES or os.path.abspath(source) == os.path.abspath(path):
-    return False
-  if not (os.path.isfile(source) and os.path.isfile(drawn)):
-    return False
+def _run_figures_match(run: RunDir, metrics_list) -> bool:
+  """Whether the run's own figures (`figures.RUN_FIGURES`, written with its summary) were drawn
+  from what the report's would be: the same metrics.json files, byte for byte and in the same
+  order, and the same drawing code (`figures.drawn_from`)."""
   try:
-    recorded = io.read_json(drawn)
+    recorded = io.read_json(os.path.join(run.figures, figures.DRAWN_FROM))
   except (OSError, ValueError):
     return False
-  paths = [run.metrics(int(m['iteration'])) for m in metrics_list]
-  if recorded != figures.drawn_from(paths):
-    return False
-  shutil.copyfile(source, path)
-  return True
+  current = figures.drawn_from([run.metrics(int(m['iteration'])) for m in metrics_list])
+  return None not in current.values() and recorded == current
 
 
 def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
@@ -323,14 +313,21 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   def add(heading, path, line):
     sections.append((heading, os.path.basename(path) if path else None, line))
 
+  # The run's own curves and histograms are copied where they show the same (not onto themselves).
+  copy_run_figures = os.path.abspath(outdir) != os.path.abspath(run.figures) and (
+    _run_figures_match(run, metrics_list)
+  )
+
   def draw(name, inputs_mtime, plot):
     """`plot(path)` unless the figure at outdir/name is newer than its inputs, or the run's
-    own copy of it shows the same (`_copy_run_figure`)."""
+    own copy of it shows the same (`_run_figures_match`)."""
     path = os.path.join(outdir, name)
     if _up_to_date([path], inputs_mtime):
       counts['kept'] += 1
       return path
-    if _copy_run_figure(run, name, metrics_list, path):
+    source = os.path.join(run.figures, name)
+    if copy_run_figures and name in figures.RUN_FIGURES and os.path.isfile(source):
+      shutil.copyfile(source, path)
       counts['copied'] += 1
       return path
     counts['drawn'] += 1

@@ -437,7 +437,7 @@ class Engine:
 
   def compiled_train(self, validations: int, parallel: bool):
     """The training call for `validations` validations: a `TrainCall` (`train` jitted, and
-    vmapped over iterations when `parallel`; carry buffers donated), or a `EpochsCall`
+    vmapped over iterations when `parallel`; carry buffers donated), or an `EpochsCall`
     where `validates_between_calls(parallel)`. Both are called `(carry, fold, images) -> (carry,
     logs)` with the same logs. The program of a larger count already compiled is reused (a
     run's last call is often shorter than the others), else one is compiled for exactly this
