@@ -164,7 +164,7 @@ def measure_step(
     return jax.lax.scan(body, state, keys)
 
   start = time.perf_counter()
-  jitted = compiler.jit(run, level=compiler.cpu_optimization_level(task), donate_argnums=0)
+  jitted = compiler.task_jit(run, task, compiler.TRAINING, donate_argnums=0)
   compiled = jitted.lower(state, keys, images, labels).compile()
   compile_s = time.perf_counter() - start
   state, _ = _block(compiled(state, keys, images, labels))  # warm-up

@@ -22,7 +22,7 @@ import numpy as np
 
 from uadjax import checkpoint, data, io
 from uadjax import config as config_lib
-from uadjax.compiler import cpu_optimization_level, jit
+from uadjax.compiler import SCORING, task_jit
 from uadjax.evaluation import cam as cam_lib
 from uadjax.families import make_task
 from uadjax.run import records
@@ -163,7 +163,7 @@ class IterationModel:
           method, fns, v, self.task.inputs(images), targets, scorecam_batch=scorecam_batch
         )
 
-      self.compiled[key] = jit(maps, level=cpu_optimization_level(self.task))
+      self.compiled[key] = task_jit(maps, self.task, SCORING)
     targets = np.ones(len(images), np.int32) if targets is None else np.asarray(targets, np.int32)
     return self._batched(self.compiled[key], images, targets, batch=chunk)
 
@@ -211,7 +211,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
   # The variables the config's model has at this image size, without computing them.
   expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
   # One program for scores, maps and reconstructions (their forward pass is shared).
-  compiled = {'outputs': jit(outputs_fn(task), level=cpu_optimization_level(task))}
+  compiled = {'outputs': task_jit(outputs_fn(task), task, SCORING)}
   batch = int(config.train.get('score_batch', 32))
   models = []
   for i in iterations:

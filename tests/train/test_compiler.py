@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from uadjax import compiler
 
@@ -16,6 +17,22 @@ def test_cpu_programs_compile_at_o1_unless_xla_flags_choose(monkeypatch):
   assert compiler.compiler_options() == {'xla_backend_optimization_level': 1}
   monkeypatch.setenv('XLA_FLAGS', '--xla_backend_optimization_level=3')
   assert compiler.compiler_options() is None
+
+
+def test_fusion_emitters_are_switched_off_only_where_asked_and_xla_flags_do_not_choose(
+  monkeypatch,
+):
+  monkeypatch.delenv('XLA_FLAGS', raising=False)
+  off = {'xla_backend_optimization_level': 1, 'xla_cpu_use_fusion_emitters': False}
+  assert compiler.compiler_options(1, fusion_emitters=False) == off
+  monkeypatch.setenv('XLA_FLAGS', '--xla_backend_optimization_level=0')
+  assert compiler.compiler_options(1, fusion_emitters=False) == {
+    'xla_cpu_use_fusion_emitters': False
+  }
+  monkeypatch.setenv('XLA_FLAGS', '--xla_cpu_use_fusion_emitters=true')
+  assert compiler.compiler_options(1, fusion_emitters=False) == {
+    'xla_backend_optimization_level': 1
+  }
 
 
 def test_jit_passes_its_options_and_computes_what_jax_jit_does(monkeypatch):
@@ -34,11 +51,34 @@ def test_jit_passes_its_options_and_computes_what_jax_jit_does(monkeypatch):
   assert seen['compiler_options'] == {'xla_backend_optimization_level': 1}
 
 
-def test_each_task_compiles_at_its_level():
+def test_each_kind_of_program_gets_its_tasks_options():
+  from uadjax.train.classifier import ClassifierTask
+  from uadjax.train.dagmm import DAGMMTask
+  from uadjax.train.reconstruction import ReconstructionTask
+
+  options = compiler.program_options
+  T, S, ONCE = compiler.TRAINING, compiler.SCORING, compiler.ONCE
+  assert options(ReconstructionTask, T) == {'level': 1, 'fusion_emitters': True}
+  assert options(ReconstructionTask, S) == {'level': 1, 'fusion_emitters': False}
+  assert options(DAGMMTask, T) == {'level': 3, 'fusion_emitters': True}
+  assert options(DAGMMTask, S) == {'level': 3, 'fusion_emitters': False}
+  assert options(ClassifierTask, S) == {'level': 1, 'fusion_emitters': True}
+  for task in (ReconstructionTask, DAGMMTask, ClassifierTask):
+    assert options(task, ONCE) == {'level': 0, 'fusion_emitters': False}
+  with pytest.raises(ValueError, match='kind must be one of'):
+    options(ReconstructionTask, 'eval')
+
+
+def test_the_engine_compiles_each_program_as_its_kind(monkeypatch):
   from tests.helpers import make_config
   from uadjax import protocol as protocol_lib
 
-  assert protocol_lib.Protocol(make_config('configs/headct/cae.py:tiny,phantoms')).engine.level == 1
-  assert (
-    protocol_lib.Protocol(make_config('configs/headct/dagmm.py:tiny,phantoms')).engine.level == 3
+  engine = protocol_lib.Protocol(make_config('configs/headct/dagmm.py:tiny,phantoms')).engine
+  seen = []
+  monkeypatch.setattr(
+    compiler, 'jit', lambda fn, level, fusion_emitters, **kw: seen.append((level, fusion_emitters))
   )
+  engine.compiled_epochs()
+  engine.compiled_outputs()
+  engine.compiled_init((32, 32, 1))
+  assert seen == [(3, True), (3, False), (0, False)]

@@ -58,6 +58,10 @@ class ClassifierTask(Task):
   imagenet_norm: bool = True
 
   supervised: ClassVar[bool] = True
+  # DenseNet121's scoring program compiled slower without the fusion emitters (4.88 s against
+  # 3.20 s, medians of three; `tools/compile_options_bench.py`, README "Start-up: compiling";
+  # uadjax.compiler.SCORING): it keeps them.
+  cpu_scoring_fusion_emitters: ClassVar[bool] = True
 
   def note(self) -> str:
     """Where the initial weights come from (ImageNet or none)."""

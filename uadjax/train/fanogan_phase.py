@@ -21,7 +21,7 @@ from absl import logging
 from PIL import Image
 
 from uadjax import checkpoint, io
-from uadjax.compiler import jit
+from uadjax.compiler import SCORING
 from uadjax.run import records
 from uadjax.run.layout import RunDir
 
@@ -68,7 +68,7 @@ def samples(protocol, iteration: int, variables, n: int) -> np.ndarray:
   """n generated images for the iteration's fixed codes (the same at every epoch), from the GAN
   phase's protocol (`uadjax.protocol.Protocol`)."""
   fn = protocol.engine.cached(
-    'samples', lambda: jit(protocol.task.samples, level=protocol.engine.level, static_argnums=2)
+    'samples', lambda: protocol.engine.jit(protocol.task.samples, SCORING, static_argnums=2)
   )
   key = jax.random.fold_in(protocol.iteration_key(iteration), _SAMPLES_KEY)
   return np.asarray(fn(jax.device_put(variables), key, n))

@@ -14,7 +14,9 @@ Randomness is a pure function of (iteration key, epoch, step): a resumed run dra
 an uninterrupted one would.
 
 Compiled programs, one each per engine (compiling is most of a short run's time on a CPU), all
-through `uadjax.compiler.jit` (on a CPU at LLVM's -O1: see there):
+through `uadjax.compiler.task_jit`, which picks their compiler options on a CPU by kind
+(TRAINING: train, epochs, select, the host loop's step and validation; SCORING: outputs and
+score parts; ONCE: init; see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
             the last, shorter call of a run reuses the program of the full ones (fold-parallel
             runs, and the tasks that validate inside: `validates_between_calls` is False).
@@ -38,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from uadjax.compiler import cpu_optimization_level, jit
+from uadjax.compiler import ONCE, SCORING, TRAINING, task_jit
 from uadjax.evaluation.metrics import auc
 from uadjax.train.state import TrainState
 from uadjax.train.task import Batch
@@ -286,8 +288,11 @@ class Engine:
     self.selection = selection
     self.score_batch = score_batch
     self._compiled: dict = {}  # jitted functions, built once per engine and argument set
-    # LLVM's level for every program of the engine on a CPU (uadjax.compiler).
-    self.level = cpu_optimization_level(task)
+
+  def jit(self, fn, kind: str, **kwargs):
+    """`fn` jitted with the compiler options of the task's programs of `kind`
+    (`uadjax.compiler.task_jit`: TRAINING, SCORING or ONCE)."""
+    return task_jit(fn, self.task, kind, **kwargs)
 
   def cached(self, key, build):
     """`build()` (a jitted function) once per engine and `key`: every later call reuses it."""
@@ -452,14 +457,14 @@ class Engine:
         return self.train(carry, fold, images, capacity, count)
 
       fn = jax.vmap(train, in_axes=(0, 0, None, None)) if parallel else train
-      return jit(fn, level=self.level, donate_argnums=0)
+      return self.jit(fn, TRAINING, donate_argnums=0)
 
     jitted = self.cached(('train', capacity, parallel), build)
     return TrainCall(jitted, validations, capacity, parallel)
 
   def compiled_epochs(self):
     """`train_epochs` jitted (one iteration; carry buffers donated)."""
-    return self.cached('epochs', lambda: jit(self.train_epochs, level=self.level, donate_argnums=0))
+    return self.cached('epochs', lambda: self.jit(self.train_epochs, TRAINING, donate_argnums=0))
 
   def compiled_select(self):
     """`select` of the state's own variables, jitted: `(carry, fold, chunks) -> (carry, logs)`
@@ -470,7 +475,7 @@ class Engine:
       scores = jnp.concatenate(chunks)
       return self.select(carry, fold, None, carry.state.variables, scores)
 
-    return self.cached('select', lambda: jit(select, level=self.level, donate_argnums=0))
+    return self.cached('select', lambda: self.jit(select, TRAINING, donate_argnums=0))
 
   def validate_between_calls(self, carry: Carry, fold: FoldData, images, outputs=None, select=None):
     """`validate` where `validates_between_calls`: the validation set scored by the outputs
@@ -490,25 +495,26 @@ class Engine:
 
     def build():
       fn = jax.vmap(self.validate, in_axes=(0, 0, None)) if parallel else self.validate
-      return jit(fn, level=self.level, donate_argnums=0)
+      return self.jit(fn, TRAINING, donate_argnums=0)
 
     return self.cached(('validate', parallel), build)
 
   def compiled_outputs(self):
     """`outputs_fn(task)` jitted: scores, maps (and reconstructions) of a batch of images."""
-    return self.cached('outputs', lambda: jit(outputs_fn(self.task), level=self.level))
+    return self.cached('outputs', lambda: self.jit(outputs_fn(self.task), SCORING))
 
   def compiled_init(self, image_shape):
     """`initial_carry(task.init(key, image_shape))` jitted, a function of the key: one program
     (run eagerly, the initialisation compiles one program per operation and parameter shape:
-    most of a CPU run's start-up), compiled at LLVM's -O0 on a CPU (it runs once)."""
+    most of a CPU run's start-up), compiled as a program that runs once (`uadjax.compiler.ONCE`:
+    LLVM's -O0 on a CPU)."""
     shape = tuple(int(d) for d in image_shape)
 
     def build():
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      return jit(init, level=0)  # README, "Start-up: compiling"
+      return self.jit(init, ONCE)  # README, "Start-up: compiling"
 
     return self.cached(('init', shape), build)
 
@@ -526,9 +532,7 @@ class Engine:
 
   def compiled_step(self):
     """One jitted train step, for the host loop (augmentation on the host)."""
-    return self.cached(
-      'step', lambda: jit(self.task.train_step, level=self.level, donate_argnums=0)
-    )
+    return self.cached('step', lambda: self.jit(self.task.train_step, TRAINING, donate_argnums=0))
 
 
 def _in_batches(engine: Engine, fn, variables, images, indices) -> dict:
@@ -559,7 +563,7 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
 def score_parts_all(engine: Engine, variables, images, indices) -> dict[str, np.ndarray]:
   """`task.score_parts` (the terms of a composite score: f-AnoGAN's image and feature
   residuals) of `images[indices]`, in batches like `score_all`: one program for every set."""
-  fn = engine.cached('score_parts', lambda: jit(engine.task.score_parts, level=engine.level))
+  fn = engine.cached('score_parts', lambda: engine.jit(engine.task.score_parts, SCORING))
   return _in_batches(engine, fn, variables, images, indices)
 
 
