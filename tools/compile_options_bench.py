@@ -4,16 +4,17 @@ the figures behind `uadjax.compiler`'s program kinds (README, "Start-up: compili
   .venv/bin/python tools/compile_options_bench.py --configs configs/headct/cae.py:quick \
       configs/headct/ssae.py:quick --programs=scoring,init,training --rounds=3
 
-For each config, each program is lowered once and compiled, from an empty in-memory cache and
-with JAX's persistent cache off, once per round with the fusion emitters on and once off (in
-turn, so that a drift of the machine's speed touches both alike), at the level its kind gets
-(`uadjax.compiler.program_options`):
+For each config, each program is lowered and compiled anew once per round with the fusion
+emitters on and once off (in turn, so that a drift of the machine's speed touches both alike),
+from an empty in-memory cache and with JAX's persistent cache off (run it as a script: the
+switch holds only before the process's first compile), at the level its kind gets
+(`uadjax.compiler.program_options`; both options are passed whatever XLA_FLAGS says):
   scoring   `outputs_fn(task)` (scores, maps, reconstructions) of `--images` random images;
   init      the engine's initial carry (`initial_carry(task.init(...))`), at -O0;
   training  `--steps` train steps of `train.batch_size` random images under one `lax.scan`.
-Run time: the median of `--calls` calls after one untimed call (init: not run). The outputs of
-the two forms are compared bit for bit (`same`). A row per (config, program, form) with every
-round's figures, then each one's median.
+Run time: the median of `--calls` calls after one untimed call (init: run once, not timed).
+The outputs of the two forms are compared bit for bit in every round (`same`). A row per
+(config, program, form) with every round's figures, then each one's median.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def measure(spec: str, programs: list[str], args) -> list[dict]:
   for name in programs:
     fn, fn_args = _program(name, task, shape, args)
     level = compiler.program_options(task, _KIND[name])['level']
-    outputs = {}
+    same = True
     for _ in range(args.rounds):
+      outputs = {}
       for emitters in (True, False):
         jax.clear_caches()
         options = {'xla_backend_optimization_level': level}
@@ -118,7 +120,7 @@ def measure(spec: str, programs: list[str], args) -> list[dict]:
           f'{compile_s:.2f} s' + (f', run {run_ms:.1f} ms' if run_ms else ''),
           flush=True,
         )
-    same = jax.tree.all(jax.tree.map(np.array_equal, outputs[True], outputs[False]))
+      same &= jax.tree.all(jax.tree.map(np.array_equal, outputs[True], outputs[False]))
     for row in rows:
       if row['program'] == name and row['config'] == spec:
         row['same'] = bool(same)
@@ -163,15 +165,11 @@ def main(argv=None) -> None:
   unknown = sorted(set(programs) - set(_KIND))
   if unknown:
     parser.error(f'--programs: unknown {unknown}; expected some of {sorted(_KIND)}')
-  print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}', flush=True)
-  # Every compile is timed from scratch: no program may come from JAX's persistent cache (put
-  # back as it was afterwards, for a caller in the same process: the tests).
-  was = jax.config.jax_enable_compilation_cache
+  # Every compile is timed from scratch: no program may come from JAX's persistent cache (JAX
+  # decides whether it uses the cache at the process's first compile, so this comes first).
   jax.config.update('jax_enable_compilation_cache', False)
-  try:
-    rows = [row for spec in args.configs for row in measure(spec, programs, args)]
-  finally:
-    jax.config.update('jax_enable_compilation_cache', was)
+  print(f'{jax.devices()[0].device_kind}, jax {jax.__version__}', flush=True)
+  rows = [row for spec in args.configs for row in measure(spec, programs, args)]
   print(table(rows))
 
 

@@ -79,6 +79,10 @@ def test_the_engine_compiles_each_program_as_its_kind(monkeypatch):
     compiler, 'jit', lambda fn, level, fusion_emitters, **kw: seen.append((level, fusion_emitters))
   )
   engine.compiled_epochs()
+  engine.compiled_train(2, True)  # fold-parallel: the validations inside
+  engine.compiled_select()
+  engine.compiled_step()
+  engine.compiled_validate(False)
   engine.compiled_outputs()
   engine.compiled_init((32, 32, 1))
-  assert seen == [(3, True), (3, False), (0, False)]
+  assert seen == [(3, True)] * 5 + [(3, False), (0, False)]
