@@ -1,5 +1,6 @@
-"""The anomaly-map montage: its overlay is the two layers it replaces, composited, its tiles sit
-at the origins it returns (where the titles go), and the figure draws with masks, names and none."""
+"""The montages: the anomaly maps' overlay is the two layers it replaces, composited, tiles sit at
+the origins returned (where the titles go), empty cells stay transparent, and the figures draw
+with masks, names, an empty outcome and no images at all."""
 
 import numpy as np
 import pytest
@@ -48,3 +49,32 @@ def test_plot_anomaly_maps_draws_masks_names_and_no_images(tmp_path):
   assert (tmp_path / 'a.png').stat().st_size > 0 and path.endswith('a.png')
   images.plot_anomaly_maps(imgs[:0], maps[:0], [], 0.5, tmp_path / 'none.png')
   assert (tmp_path / 'none.png').stat().st_size > 0
+
+
+def test_montage_leaves_empty_cells_transparent_in_a_grid_of_fixed_rows():
+  tile = np.full((4, 5, 3), 0.5, np.float32)
+  montage, origins = images._montage(
+    [tile, None, None, None], 2, title_lines=1, rows=3, tile_shape=(4, 5)
+  )
+  assert len(origins) == 4 and montage.shape[0] == 3 * (origins[0][0] + 4)  # three rows
+  (y, x) = origins[0]
+  covered = np.zeros(montage.shape[:2], np.float32)
+  covered[y : y + 4, x : x + 5] = 1.0
+  np.testing.assert_array_equal(montage[..., 3], covered)
+  # A grid of empty cells alone takes its size from tile_shape.
+  empty, _ = images._montage([None, None], 2, rows=1, tile_shape=(4, 5))
+  assert empty.shape[1] == 2 * 5 + 1 and not empty.any()
+
+
+def test_plot_examples_draws_every_outcome_and_an_empty_one(tmp_path):
+  rng = np.random.default_rng(2)
+  imgs = rng.random((6, 8, 8, 1)).astype(np.float32)
+  maps = rng.random((6, 8, 8)).astype(np.float32)
+  labels = np.array([0, 0, 0, 1, 1, 1])
+  scores = np.array([0.1, 0.2, 0.7, 0.8, 0.9, 0.95])  # no false negative at 0.5
+  assert len(images.pick_examples(labels, scores, 0.5, 3)['false negative']) == 0
+  for recons in (imgs, None):
+    path = images.plot_examples(
+      imgs, recons, maps, labels, scores, 0.5, tmp_path / 'e.png', names=list('abcdef')
+    )
+    assert (tmp_path / 'e.png').stat().st_size > 0 and path.endswith('e.png')

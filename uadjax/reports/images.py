@@ -119,6 +119,8 @@ def plot_examples(
 
   The four outcomes sit as in a confusion matrix (top: truly normal, bottom: truly abnormal;
   left: predicted normal, right: predicted abnormal). Residual maps share one colour scale.
+  Every tile is part of one montage in one Axes (as `plot_anomaly_maps`), its titles text over
+  the gaps: the 36 Axes of a subfigure grid took 0.79 s of a head-CT report's drawing.
 
   Args:
     images: (n, h, w[, c]) test images in [0, 1].
@@ -139,28 +141,62 @@ def plot_examples(
   columns = ['image', 'reconstruction', 'residual'] if reconstructions is not None else None
   columns = columns or ['image', 'anomaly map']
   shown = np.concatenate([v for v in picks.values()]).astype(int)
-  vmax = _map_limit(np.asarray(maps)[shown])
-  width = 1.45 * len(columns)
-  fig = Figure(
-    figsize=(2 * width + 0.6, 2 * (1.55 * per_category + 0.5) + 0.5), layout='constrained'
-  )
-  subfigs = fig.subfigures(2, 2, wspace=0.04, hspace=0.04)
-  for sub, (name, _, _) in zip(subfigs.ravel(), CATEGORIES, strict=True):
+  maps = np.asarray(maps, np.float32)
+  vmax = _map_limit(maps[shown]) if shown.size else 1.0
+  per_category = max(int(per_category), 1)
+
+  def tile(column: str, k: int) -> np.ndarray:
+    if column == 'image':
+      return _rgb(images[k])
+    if column == 'reconstruction':
+      return _rgb(reconstructions[k])
+    return colormaps[MAP_CMAP](np.clip(maps[k] / max(vmax, 1e-12), 0, 1))[..., :3]
+
+  # One montage per outcome (rows of images, a row title above each), then the four in a 2 x 2
+  # canvas with room above each for its heading and the column names.
+  h, w = np.shape(images)[1:3]
+  quadrants = []
+  for name, _, _ in CATEGORIES:
     idx = picks[name]
-    sub.suptitle(f'{name} ({len(idx)} shown)', fontsize='medium', fontweight='bold')
-    axes = sub.subplots(per_category, len(columns), squeeze=False)
-    for row, ax_row in enumerate(axes):
-      for col, ax in enumerate(ax_row):
-        _off(ax)
-        if row >= len(idx):
-          continue
-        k = int(idx[row])
-        label = names[k] if names is not None else f'#{k}'
-        _draw_cell(ax, columns[col], row == 0, images[k], reconstructions, maps[k], k, vmax)
-        if col == 0:
-          ax.set_title(f'{label}\nscore {scores[k]:.4g}', fontsize='x-small')
+    cells = [
+      tile(column, int(idx[row])) if row < len(idx) else None
+      for row in range(per_category)
+      for column in columns
+    ]
+    quadrants.append(
+      _montage(cells, len(columns), title_lines=2, rows=per_category, tile_shape=(h, w))
+    )
+  quad_h, quad_w = quadrants[0][0].shape[:2]
+  head, gap = max(4, round(0.42 * h)), max(2, round(0.22 * w))
+  canvas = np.zeros((2 * (head + quad_h) + gap, 2 * quad_w + gap, 4), np.float32)
+  corners = [(r * (head + quad_h + gap) + head, c * (quad_w + gap)) for r in (0, 1) for c in (0, 1)]
+  for (montage, _), (y, x) in zip(quadrants, corners, strict=True):
+    canvas[y : y + quad_h, x : x + quad_w] = montage
+
+  aspect = canvas.shape[0] / canvas.shape[1]
+  width = 2 * 1.45 * len(columns) + 0.6
+  fig = Figure(figsize=(width, width * aspect + 0.6), layout='constrained')
+  ax = fig.add_subplot()
+  ax.set_axis_off()
+  ax.imshow(canvas)
+  for (name, _, _), (_, origins), (y, x) in zip(CATEGORIES, quadrants, corners, strict=True):
+    idx = picks[name]
+    ax.text(
+      x + quad_w / 2, y - 0.55 * head, f'{name} ({len(idx)} shown)', fontsize=9,
+      fontweight='bold', ha='center', va='bottom',
+    )  # fmt: skip
+    for c, column in enumerate(columns):
+      oy, ox = origins[c]
+      ax.text(x + ox + (w - 1) / 2, y - 1, column, fontsize=6, ha='center', va='bottom')
+    for row, k in enumerate(idx):
+      oy, ox = origins[row * len(columns)]
+      label = names[k] if names is not None else f'#{k}'
+      ax.text(
+        x + ox + (w - 1) / 2, y + oy - 1.5, f'{label}\nscore {scores[k]:.4g}', fontsize=6,
+        ha='center', va='bottom',
+      )  # fmt: skip
     if not len(idx):
-      sub.text(0.5, 0.5, 'none', ha='center', va='center', color='0.4')
+      ax.text(x + quad_w / 2, y + quad_h / 2, 'none', ha='center', va='center', color='0.4')
   fig.suptitle(
     (title + '\n' if title else '')
     + f'rows: truth (top normal, bottom abnormal); threshold {threshold:.4g}; '
@@ -245,13 +281,17 @@ def plot_anomaly_maps(
   return _save(fig, path)
 
 
+def _rgb(image) -> np.ndarray:
+  """What `_show` draws, as (h, w, 3) floats in [0, 1] (gray repeated into each channel)."""
+  base = _display(image)
+  return np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
+
+
 def overlay_rgb(image, amap, vmax: float) -> np.ndarray:
   """The image (gray or colour) with the map over it in `MAP_CMAP`, as (h, w, 3) floats in
   [0, 1]: the map's opacity grows with its value (0.85 at `vmax`), so normal tissue stays
   visible under a low residual."""
-  base = _display(image)
-  if base.ndim == 2:
-    base = np.repeat(base[..., None], 3, axis=-1)
+  base = _rgb(image)
   amap = np.asarray(amap, np.float32)
   scaled = np.clip(amap / max(vmax, 1e-12), 0, 1)
   alpha = (scaled * 0.85)[..., None]
@@ -259,21 +299,27 @@ def overlay_rgb(image, amap, vmax: float) -> np.ndarray:
   return (1 - alpha) * base + alpha * colour
 
 
-def _montage(tiles, cols: int, title_lines: int = 1) -> tuple[np.ndarray, list[tuple[int, int]]]:
-  """Equal-sized (h, w, 3) tiles in a grid of `cols` columns, as one RGBA image whose gaps are
-  transparent: a gap of 6 % of a tile between columns and, above each row, room for
-  `title_lines` lines of small text. Returns the image and each tile's top-left (y, x)."""
-  h, w = tiles[0].shape[:2]
+def _montage(
+  tiles, cols: int, title_lines: int = 1, rows: int | None = None, tile_shape=None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+  """Equal-sized (h, w, 3) tiles in a grid of `cols` columns, row by row, as one RGBA image
+  whose gaps are transparent: a gap of 6 % of a tile between columns and, above each row, room
+  for `title_lines` lines of small text. A None tile leaves its cell empty (transparent);
+  `rows` (default: as many as the tiles fill) fixes the grid's height, `tile_shape` (h, w) the
+  cells' (default: the first tile's). Returns the image and each tile's top-left (y, x), empty
+  cells included."""
+  h, w = tile_shape or next(t for t in tiles if t is not None).shape[:2]
   gap_x = max(1, round(0.06 * w))
   gap_y = max(2, round((0.16 * title_lines + 0.02) * h))
-  rows = math.ceil(len(tiles) / cols)
+  rows = math.ceil(len(tiles) / cols) if rows is None else rows
   out = np.zeros((rows * (h + gap_y), cols * (w + gap_x) - gap_x, 4), np.float32)
   origins = []
   for i, tile in enumerate(tiles):
     y, x = (i // cols) * (h + gap_y) + gap_y, (i % cols) * (w + gap_x)
-    out[y : y + h, x : x + w, :3] = tile
-    out[y : y + h, x : x + w, 3] = 1.0
     origins.append((y, x))
+    if tile is not None:
+      out[y : y + h, x : x + w, :3] = tile
+      out[y : y + h, x : x + w, 3] = 1.0
   return out, origins
 
 
