@@ -1,8 +1,11 @@
-"""Process set-up shared by the entry points: logging, multi-host initialisation, a device log."""
+"""Process set-up shared by the entry points: logging, multi-host initialisation, a device log,
+a quicker exit."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import gc
 import logging as std_logging
 import sys
 
@@ -40,6 +43,7 @@ def setup(
   """
   std_logging.getLogger('absl').addFilter(_QuietLibraries())
   compilation_cache.setup()  # before anything compiles: JAX reads it at its first compile
+  atexit.register(skip_final_collection)
   if distributed:
     # CPU processes exchange arrays through gloo (on GPUs NCCL is used; this setting is
     # ignored there).
@@ -63,6 +67,21 @@ def setup(
     len(devices),
     devices[0].device_kind,
   )
+
+
+def skip_final_collection() -> None:
+  """Spares the interpreter's last garbage collections at exit (`gc.freeze`: every object
+  left is moved out of the collector's reach), registered with `atexit` by `setup`.
+
+  After a run, CPython's shutdown walked JAX's, Flax's and the run's objects for cycles: 0.45-0.50
+  s of every command's exit, against 0.13-0.14 s with this (a tiny CAE run, three each, the
+  2-core development CPU; `perf` put the difference in `gc_collect_main`). Only what lives in
+  reference cycles is no longer finalised at exit, and nothing of uadjax's needs it: every file
+  is written and closed inside a `with` block, checkpoints are waited for, and the other exit
+  handlers (JAX's, the standard library's `weakref.finalize` hooks) still run. The memory goes
+  back to the system with the process.
+  """
+  gc.freeze()
 
 
 @contextlib.contextmanager
