@@ -43,6 +43,7 @@ def setup(
   """
   std_logging.getLogger('absl').addFilter(_QuietLibraries())
   compilation_cache.setup()  # before anything compiles: JAX reads it at its first compile
+  atexit.unregister(skip_final_collection)  # once, however often a process sets up
   atexit.register(skip_final_collection)
   if distributed:
     # CPU processes exchange arrays through gloo (on GPUs NCCL is used; this setting is

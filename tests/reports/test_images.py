@@ -1,6 +1,6 @@
 """The montages: the anomaly maps' overlay is the two layers it replaces, composited, tiles sit at
 the origins returned (where the titles go), empty cells stay transparent, and the figures draw
-with masks, names, an empty outcome and no images at all."""
+with masks, names, an empty outcome and no images at all (both figures)."""
 
 import numpy as np
 import pytest
@@ -66,7 +66,7 @@ def test_montage_leaves_empty_cells_transparent_in_a_grid_of_fixed_rows():
   assert empty.shape[1] == 2 * 5 + 1 and not empty.any()
 
 
-def test_plot_examples_draws_every_outcome_and_an_empty_one(tmp_path):
+def test_plot_examples_draws_every_outcome_an_empty_one_and_no_images(tmp_path):
   rng = np.random.default_rng(2)
   imgs = rng.random((6, 8, 8, 1)).astype(np.float32)
   maps = rng.random((6, 8, 8)).astype(np.float32)
@@ -78,3 +78,5 @@ def test_plot_examples_draws_every_outcome_and_an_empty_one(tmp_path):
       imgs, recons, maps, labels, scores, 0.5, tmp_path / 'e.png', names=list('abcdef')
     )
     assert (tmp_path / 'e.png').stat().st_size > 0 and path.endswith('e.png')
+  images.plot_examples([], None, [], [], [], 0.5, tmp_path / 'none.png')
+  assert (tmp_path / 'none.png').stat().st_size > 0
