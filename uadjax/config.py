@@ -261,10 +261,7 @@ def _check_key(config, size: int) -> str | None:
   head = json.dumps(config.to_dict(), sort_keys=True, default=str)
   head += f'\n{size} {jax.__version__} {flax.__version__} {optax.__version__}'
   package = os.path.dirname(os.path.abspath(__file__))
-  files = []
-  for folder, subfolders, names in os.walk(package):
-    subfolders.sort()
-    files += [os.path.join(folder, n) for n in sorted(names) if n.endswith('.py')]
+  files = [path for path in io.files_under(package) if path.endswith('.py')]
   family = families.FAMILIES[config.model_name]
   for cls in (family.model, family.task, *(phase.task for phase in family.phases)):
     path = getattr(sys.modules.get(cls.__module__), '__file__', None)

@@ -48,6 +48,16 @@ def read_json(path: str) -> Any:
     raise ValueError(f'{path}: not valid JSON ({e}).') from e
 
 
+def files_under(root: str) -> list[str]:
+  """The path of every file under `root`, recursively, in a fixed order (folders and names
+  sorted; symlinked folders not followed, as `os.walk` does): what `files_digest` keys on."""
+  paths = []
+  for folder, subfolders, names in os.walk(root):
+    subfolders.sort()
+    paths += [os.path.join(folder, name) for name in sorted(names)]
+  return paths
+
+
 def files_digest(files, head: str = '') -> str | None:
   """A sha256 of `head` and, in order, each (name, path) of `files`: the name and the file's
   bytes, so that content, names and order all count (and not the modification times, which a

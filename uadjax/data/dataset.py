@@ -148,11 +148,7 @@ def _key(data_config) -> str | None:
   root = data_config.get('root') if data_config.get('source') != 'phantoms' else None
   if not root:
     return io.files_digest([], head)
-  root = os.path.expanduser(root)
-  paths = []
-  for folder, subfolders, files in os.walk(root):
-    subfolders.sort()
-    paths += [os.path.join(folder, name) for name in sorted(files)]
+  paths = io.files_under(os.path.expanduser(root))
   labels_file = data_config.get('labels_file')
   if labels_file and os.path.isabs(labels_file):  # readers.load_labelled_folder reads it there
     paths.append(labels_file)

@@ -155,7 +155,7 @@ def plot_examples(
 
   # One montage per outcome (rows of images, a row title above each), then the four in a 2 x 2
   # canvas with room above each for its heading and the column names.
-  h, w = maps.shape[1:3] if maps.ndim == 3 else (32, 32)  # (32, 32): no images at all
+  h, w = _tile_shape(maps)
   quadrants = []
   for name, _, _ in CATEGORIES:
     idx = picks[name]
@@ -238,16 +238,14 @@ def plot_anomaly_maps(
   cols = min(columns, n)
   vmax = _map_limit(np.asarray(maps)[order]) if len(order) else 1.0
   lines = 2 if names is not None else 1
-  tiles = [overlay_rgb(images[k], maps[k], vmax) for k in order]
-  if not tiles:
-    tiles = [np.ones((*np.shape(images)[1:3], 3), np.float32)]
-  montage, origins = _montage(tiles, cols, title_lines=lines)
+  h, w = _tile_shape(maps)
+  tiles = [overlay_rgb(images[k], maps[k], vmax) for k in order] or [None]  # None: no images
+  montage, origins = _montage(tiles, cols, title_lines=lines, tile_shape=(h, w))
   aspect = montage.shape[0] / montage.shape[1]
   fig = Figure(figsize=(1.35 * cols, 1.35 * cols * aspect + 0.7), layout='constrained')
   ax = fig.add_subplot()
   ax.set_axis_off()
   ax.imshow(montage)
-  h, w = tiles[0].shape[:2]
   if masks is not None:
     # One pixel of margin all round, so that a lesion at the montage's edge is outlined closed.
     outline = np.zeros((montage.shape[0] + 2, montage.shape[1] + 2), np.float32)
@@ -280,6 +278,12 @@ def plot_anomaly_maps(
     fontsize='small',
   )
   return _save(fig, path)
+
+
+def _tile_shape(maps) -> tuple[int, int]:
+  """A montage's tile (h, w): the maps' (the images' size); (32, 32) when there are none."""
+  maps = np.asarray(maps)
+  return tuple(maps.shape[1:3]) if maps.ndim == 3 else (32, 32)
 
 
 def _rgb(image) -> np.ndarray:
