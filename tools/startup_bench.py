@@ -16,8 +16,9 @@ real head CT, as a fresh process with its own workdir, timed from its start to i
                for the training function (`train` or `train_epochs`) in the timed process
                only; nothing is added to the programs, so the persistent cache works as usual;
   first line   to its first progress line (after `cv.val_every` epochs and a validation).
-`--cache=cold` gives every run an empty compilation cache (a machine's first run); `warm` a
-cache that an untimed run of the same checkout filled first. Checkouts (this one, then
+`--cache=cold` gives every run an empty compilation cache, and empty folders beside it for the
+config checks and the decoded images (a machine's first run); `warm` a cache (and folders)
+that an untimed run of the same checkout filled first. Checkouts (this one, then
 `--other`) and the peer run in turn, round after round, so that a drift of the machine's speed
 touches each alike; the table gives each one's median and the ratio of its median to the
 first's (and to the peer's). The interpreter is this one: the other checkout's own code is

@@ -10,6 +10,7 @@ Attributes:
   MIN_COMPILE_TIME_S: programs that compile faster than this are not written to the cache.
   cache_dir: the folder `setup` would use for an environment, or None when the cache is off.
   checks_dir: the folder beside it where the config check keeps the model checks that passed.
+  data_dir: the folder beside it where `uadjax.data.load` keeps the preprocessed data sets.
   setup: points JAX at that folder (or leaves the cache off) and returns it.
 
 The default folder is `$XDG_CACHE_HOME/uadjax/jax` (else `~/.cache/uadjax/jax`), with a
@@ -74,6 +75,13 @@ def checks_dir(environ=None) -> str | None:
   the compilation cache and off with it), or None."""
   path = cache_dir(environ)
   return None if path is None else path.rstrip(os.sep) + '-checks'
+
+
+def data_dir(environ=None) -> str | None:
+  """Where `uadjax.data.load` keeps the preprocessed data sets (`uadjax.data.stored`;
+  `cache_dir` + '-data', beside the compilation cache and off with it), or None."""
+  path = cache_dir(environ)
+  return None if path is None else path.rstrip(os.sep) + '-data'
 
 
 def setup(environ=None) -> str | None:

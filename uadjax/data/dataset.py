@@ -8,9 +8,10 @@ import json
 import os
 
 import numpy as np
+from absl import logging
 
 from uadjax import io
-from uadjax.data import phantoms, preprocess, readers
+from uadjax.data import phantoms, preprocess, readers, stored
 from uadjax.data.readers import DataError
 
 
@@ -113,7 +114,9 @@ def load(data_config) -> Dataset:
   The last data set loaded stays in memory, keyed by `data_config` and the bytes of every
   file under `data.root` (`_key`): a run's phases and the report written after it in the same
   process decode the files once, and a changed file is read again. Its arrays are read-only
-  (one object serves every caller).
+  (one object serves every caller). Every data set decoded is also kept on disk, beside the
+  compilation cache, under the same key and that of the code that decodes it
+  (`uadjax.data.stored`): the next process reads the arrays instead of decoding the files.
 
   `data_config.source`:
     'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
@@ -132,7 +135,11 @@ def load(data_config) -> Dataset:
   last = _LAST_LOADED[0] if _LAST_LOADED else None  # read once: another thread may replace it
   if key is not None and last is not None and last[0] == key:
     return last[1]
-  dataset = _read(data_config)
+  dataset = _read_stored(key)
+  if dataset is None:
+    dataset = _read(data_config)
+    if key is not None:
+      _store(key, dataset)
   for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
     if array is not None:
       array.flags.writeable = False
@@ -153,6 +160,30 @@ def _key(data_config) -> str | None:
   if labels_file and os.path.isabs(labels_file):  # readers.load_labelled_folder reads it there
     paths.append(labels_file)
   return io.files_digest([(path, path) for path in paths], head)
+
+
+def _read_stored(key: str | None) -> Dataset | None:
+  """The data set of `key` that an earlier process kept on disk, or None."""
+  from uadjax import compilation_cache
+
+  folder = compilation_cache.data_dir()
+  name = stored.key(key) if folder and key is not None else None
+  saved = stored.read(folder, name) if name is not None else None
+  if saved is None:
+    return None
+  logging.info('Images read from %s (decoded by an earlier run).', folder)
+  return Dataset(**saved)
+
+
+def _store(key: str, dataset: Dataset) -> None:
+  """Keeps `dataset`, just decoded, on disk for the next process (`uadjax.data.stored`)."""
+  from uadjax import compilation_cache
+
+  folder = compilation_cache.data_dir()
+  name = stored.key(key) if folder else None
+  if name is not None:
+    d = dataset
+    stored.write(folder, name, d.images, d.labels, d.groups, d.names, d.masks)
 
 
 def _read(data_config) -> Dataset:
