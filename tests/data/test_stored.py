@@ -105,6 +105,10 @@ def test_the_folder_keeps_the_last_used_entries_within_its_size(cache, monkeypat
   _fresh_load(config.data)  # room for two: the new one and the one used last
   left = set(cache.glob('*.npz'))
   assert len(left) == 2 and entries[0] in left
+  monkeypatch.setattr(stored, 'MAX_BYTES', 1000)  # a data set larger than the folder
+  config.data.phantoms.seed = 4
+  _fresh_load(config.data)
+  assert set(cache.glob('*.npz')) == left  # not kept: it would crowd out every other
   _refuse_decoding(monkeypatch)
   config.data.phantoms.seed = 0
   _fresh_load(config.data)  # still read from disk

@@ -101,7 +101,13 @@ def read(folder: str, name: str) -> dict | None:
 
 def write(folder: str, name: str, images, labels, groups, names, masks) -> None:
   """Writes entry `name` atomically (a temporary file, then a rename), then prunes the folder to
-  `MAX_BYTES`. A folder or disk that refuses it only logs a warning: a run never fails for it."""
+  `MAX_BYTES`. A data set larger than `MAX_BYTES` is not kept (it would crowd out every other),
+  and a folder or disk that refuses it only logs a warning: a run never fails for it."""
+  if images.nbytes > MAX_BYTES:
+    logging.info(
+      'Images not kept in %s: %d MB, over %d MB.', folder, images.nbytes >> 20, MAX_BYTES >> 20
+    )
+    return
   arrays = dict(images=images, labels=labels, groups=groups, names=np.asarray(names, dtype=str))
   if masks is not None:
     arrays['masks'] = masks
