@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging as std_logging
 import os
 
 import numpy as np
 from absl import logging
+from PIL import Image
 
 from uadjax import io
 from uadjax.data import phantoms, preprocess, readers, stored
@@ -112,11 +115,12 @@ def load(data_config) -> Dataset:
   """Loads the dataset that `config.data` names.
 
   The last data set loaded stays in memory, keyed by `data_config` and the bytes of every
-  file under `data.root` (`_key`): a run's phases and the report written after it in the same
+  file the readers open (`_key`): a run's phases and the report written after it in the same
   process decode the files once, and a changed file is read again. Its arrays are read-only
   (one object serves every caller). Every data set decoded is also kept on disk, beside the
   compilation cache, under the same key and that of the code that decodes it
-  (`uadjax.data.stored`): the next process reads the arrays instead of decoding the files.
+  (`uadjax.data.stored`): the next process reads the arrays instead of decoding the files,
+  and logs again what the readers logged about them.
 
   `data_config.source`:
     'folder_csv': images named by id in `root`, labels in `root/labels_file` (Kaggle head CT);
@@ -137,9 +141,10 @@ def load(data_config) -> Dataset:
     return last[1]
   dataset = _read_stored(key)
   if dataset is None:
-    dataset = _read(data_config)
+    with _said_meanwhile() as said:
+      dataset = _read(data_config)
     if key is not None:
-      _store(key, dataset)
+      _store(key, dataset, said)
   for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
     if array is not None:
       array.flags.writeable = False
@@ -148,18 +153,35 @@ def load(data_config) -> Dataset:
 
 
 def _key(data_config) -> str | None:
-  """`io.files_digest` of `data_config` and, for files, of each file under its root (walked as
-  the readers walk it) and of a labels file outside it; None (read, keep nothing) when one
-  cannot be read. Reading the bytes costs a small part of decoding them."""
+  """`io.files_digest` of `data_config`, of PIL's pixel limit (a reader refuses an image over
+  twice it) and of every file `_read` opens (`_files_read`); None (read, keep nothing) when one
+  cannot be listed or read. Reading the bytes costs a small part of decoding them."""
   head = json.dumps(data_config.to_dict(), sort_keys=True, default=str)
-  root = data_config.get('root') if data_config.get('source') != 'phantoms' else None
-  if not root:
-    return io.files_digest([], head)
-  paths = io.files_under(os.path.expanduser(root))
-  labels_file = data_config.get('labels_file')
-  if labels_file and os.path.isabs(labels_file):  # readers.load_labelled_folder reads it there
-    paths.append(labels_file)
+  head += f'\nPIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}'
+  try:
+    paths = _files_read(data_config)
+  except (DataError, OSError):
+    return None  # `_read` says what is wrong
   return io.files_digest([(path, path) for path in paths], head)
+
+
+def _files_read(data_config) -> list[str]:
+  """The files `load` reads for `data_config`, as the readers name them (symlinks, `..` and
+  folders outside `data.root` followed as opening them follows them): the image files of the
+  root ('folder_csv') or of each class folder ('class_folders'), and the labels file; none for
+  the phantoms.
+
+  Raises:
+    DataError: a folder that does not exist.
+  """
+  c = data_config
+  if c.get('source') not in ('folder_csv', 'class_folders') or not c.get('root'):
+    return []
+  root = os.path.expanduser(c.root)
+  if c.source == 'folder_csv':
+    return [*readers.list_images(root), readers.labels_path(root, c.get('labels_file') or '')]
+  folders = [*c.normal_classes, *c.abnormal_classes, *option(c, 'extra_test_classes')]
+  return [path for f in folders for path in readers.list_images(os.path.join(root, f))]
 
 
 def _read_stored(key: str | None) -> Dataset | None:
@@ -171,19 +193,51 @@ def _read_stored(key: str | None) -> Dataset | None:
   saved = stored.read(folder, name) if name is not None else None
   if saved is None:
     return None
-  logging.info('Images read from %s (decoded by an earlier run).', folder)
+  said = saved.pop('said')
+  logging.info(
+    'Images read from %s (decoded by an earlier run%s).',
+    folder,
+    ', which logged what follows' if said else '',
+  )
+  for level, message in said:
+    std_logging.getLogger('absl').log(level, '%s', message)
   return Dataset(**saved)
 
 
-def _store(key: str, dataset: Dataset) -> None:
-  """Keeps `dataset`, just decoded, on disk for the next process (`uadjax.data.stored`)."""
+def _store(key: str, dataset: Dataset, said: list[tuple[int, str]]) -> None:
+  """Keeps `dataset`, just decoded, on disk for the next process (`uadjax.data.stored`),
+  with what the readers `said` about it."""
   from uadjax import compilation_cache
 
   folder = compilation_cache.data_dir()
   name = stored.key(key) if folder else None
   if name is not None:
     d = dataset
-    stored.write(folder, name, d.images, d.labels, d.groups, d.names, d.masks)
+    stored.write(folder, name, d.images, d.labels, d.groups, d.names, d.masks, said)
+
+
+@contextlib.contextmanager
+def _said_meanwhile():
+  """Collects (level, message) of what `uadjax.data`'s modules log meanwhile, INFO and above:
+  the blank, tiny and oversized images and the DICOM intensities that a data set read back
+  from the store must still tell its user about (`_read_stored` logs them again)."""
+  said: list[tuple[int, str]] = []
+  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+  class Keep(std_logging.Handler):
+    def emit(self, record):
+      if record.levelno >= std_logging.INFO and os.path.abspath(record.pathname).startswith(
+        package
+      ):
+        said.append((record.levelno, record.getMessage()))
+
+  handler = Keep()
+  logger = std_logging.getLogger('absl')  # absl.logging's own
+  logger.addHandler(handler)
+  try:
+    yield said
+  finally:
+    logger.removeHandler(handler)
 
 
 def _read(data_config) -> Dataset:

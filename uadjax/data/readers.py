@@ -467,6 +467,12 @@ def read_label_csv(
   return labels
 
 
+def labels_path(root: str, labels_file: str) -> str:
+  """Where `load_labelled_folder` reads the labels: `labels_file` as given when absolute,
+  else under `root`."""
+  return labels_file if os.path.isabs(labels_file) else os.path.join(root, labels_file)
+
+
 def load_labelled_folder(
   root: str,
   labels_file: str,
@@ -484,7 +490,7 @@ def load_labelled_folder(
   """
   if not os.path.isdir(root):
     raise DataError(f'data.root={root!r}: no such directory.')
-  csv_path = labels_file if os.path.isabs(labels_file) else os.path.join(root, labels_file)
+  csv_path = labels_path(root, labels_file)
   labels = read_label_csv(csv_path, id_column, label_column)
   by_id: dict[int, str] = {}
   for path in list_images(root):

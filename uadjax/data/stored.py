@@ -6,10 +6,12 @@ decoding alone 0.39 s for the 200 PNGs at 64², 1.4 s and 1.7 s for the 216 fund
 224² and 256², 2-core development CPU); reading the arrays back from one uncompressed .npz
 file takes a few milliseconds. `uadjax.data.load` keeps every data set it decodes in
 `compilation_cache.data_dir()` (the compilation cache's folder + '-data'; off with it), in one
-file named by `key`: the data config and the bytes of every file it reads (`dataset._key`),
-the bytes of uadjax's data modules and the versions of numpy, Pillow, pydicom and pydicom's
-pixel-data plugins that decode them. A changed image, label file, option, reader or library
-reads the files again.
+file named by `key`: the data config, PIL's pixel limit and the bytes of every file the
+readers open, through symlinks and outside the root alike (`dataset._key`), the bytes of
+uadjax's data modules and the versions of numpy, Pillow, pydicom and pydicom's pixel-data
+plugins that decode them. A changed image, label file, option, reader or library reads the
+files again. What the readers logged while decoding (blank, tiny or oversized images, the DICOM
+intensities) is kept with the arrays and logged again by every run that reads them back.
 
 The folder keeps the data sets used last, up to `MAX_BYTES` in all (the fundus sets are
 110-130 MB each); it may be deleted at any time, and an entry that cannot be read (a full disk,
@@ -22,11 +24,13 @@ Attributes:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import importlib.metadata
 import os
 import tempfile
+import time
 
 import numpy as np
 import PIL
@@ -37,12 +41,16 @@ from uadjax import io
 MAX_BYTES = 1 << 30
 _SUFFIX = '.npz'
 _ARRAYS = ('images', 'labels', 'groups', 'names', 'masks')
+# A temporary file older than this is a write that was killed (a write takes seconds).
+_STALE_TMP_S = 3600
 # pydicom and the plugins it decodes compressed pixel data with, where installed.
 _DICOM_LIBRARIES = (
   'pydicom',
   'pylibjpeg',
   'pylibjpeg-libjpeg',
   'pylibjpeg-openjpeg',
+  'pylibjpeg-rle',
+  'pyjpegls',
   'python-gdcm',
 )
 
@@ -71,27 +79,34 @@ def key(data_key: str) -> str | None:
 
 
 def read(folder: str, name: str) -> dict | None:
-  """The arrays of entry `name` ({'images', 'labels', 'groups', 'names' (a list), 'masks' (or
-  None)}), or None when there is none or it cannot be read (then it is removed)."""
+  """Entry `name`: {'images', 'labels', 'groups', 'names' (a list of str), 'masks' (or None),
+  'said' (a list of (logging level, message))}; None when there is none or it cannot be read.
+
+  An entry that is not what `write` writes is removed; one that the system cannot read now (too
+  many open files, say) is left for the next run.
+  """
   path = os.path.join(folder, name + _SUFFIX)
-  if not os.path.exists(path):
-    return None
   try:
     with np.load(path, allow_pickle=False) as saved:
       arrays = {k: saved[k] for k in saved.files}
-    out = {k: arrays.get(k) for k in _ARRAYS}
-    if any(out[k] is None for k in _ARRAYS[:4]) or not (
-      len(out['images']) == len(out['labels']) == len(out['groups']) == len(out['names'])
-    ):
-      raise ValueError(f'arrays {sorted(arrays)} of unequal lengths')
-    out['names'] = [str(n) for n in out['names']]
-  except Exception as e:  # a broken entry is decoded again, never trusted
-    logging.warning('Decoding the images again: cannot read %s (%s).', path, e)
-    try:
-      os.remove(path)
-    except OSError:
-      pass
+  except FileNotFoundError:
+    return None  # none, or pruned meanwhile by another run
+  except OSError as e:
+    logging.warning('Decoding the images again: cannot read %s now (%s).', path, e)
     return None
+  except Exception as e:  # not an archive: decoded again, never trusted
+    return _broken(path, e)
+  out = {k: arrays.get(k) for k in _ARRAYS}
+  if any(out[k] is None for k in _ARRAYS[:4]) or not (
+    len(out['images']) == len(out['labels']) == len(out['groups']) == len(out['names'])
+  ):
+    return _broken(path, f'arrays {sorted(arrays)}, not those of a data set')
+  out['names'] = [str(n) for n in out['names']]
+  try:
+    said = [s.split('\t', 1) for s in arrays.get('said', np.zeros(0, str)).tolist()]
+    out['said'] = [(int(level), message) for level, message in said]
+  except ValueError as e:
+    return _broken(path, f'its log lines: {e}')
   try:
     os.utime(path)  # used now: pruned last
   except OSError:
@@ -99,7 +114,16 @@ def read(folder: str, name: str) -> dict | None:
   return out
 
 
-def write(folder: str, name: str, images, labels, groups, names, masks) -> None:
+def _broken(path: str, why) -> None:
+  """Removes the broken entry at `path` (the images are decoded again); returns None."""
+  logging.warning('Decoding the images again: %s is broken (%s); removed.', path, why)
+  try:
+    os.remove(path)
+  except OSError:
+    pass
+
+
+def write(folder: str, name: str, images, labels, groups, names, masks, said=()) -> None:
   """Writes entry `name` atomically (a temporary file, then a rename), then prunes the folder to
   `MAX_BYTES`. A data set larger than `MAX_BYTES` is not kept (it would crowd out every other),
   and a folder or disk that refuses it only logs a warning: a run never fails for it."""
@@ -109,6 +133,7 @@ def write(folder: str, name: str, images, labels, groups, names, masks) -> None:
     )
     return
   arrays = dict(images=images, labels=labels, groups=groups, names=np.asarray(names, dtype=str))
+  arrays['said'] = np.asarray([f'{level}\t{message}' for level, message in said], dtype=str)
   if masks is not None:
     arrays['masks'] = masks
   tmp = None
@@ -123,12 +148,18 @@ def write(folder: str, name: str, images, labels, groups, names, masks) -> None:
   except OSError as e:
     logging.warning('Preprocessed images not kept in %s (%s).', folder, e)
   finally:
-    if tmp is not None and os.path.exists(tmp):
-      os.remove(tmp)
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
 
 
 def _prune(folder: str, keep: str) -> None:
   """Removes the least recently used entries (not `keep`) until the folder holds `MAX_BYTES`."""
+  stale = time.time() - _STALE_TMP_S
+  for path in glob.glob(os.path.join(folder, '.tmp-*')):  # left by a killed write
+    with contextlib.suppress(OSError):
+      if os.stat(path).st_mtime < stale:
+        os.remove(path)
   entries = []
   for path in glob.glob(os.path.join(folder, '*' + _SUFFIX)):
     try:
