@@ -107,20 +107,16 @@ def read(folder: str, name: str) -> dict | None:
     out['said'] = [(int(level), message) for level, message in said]
   except ValueError as e:
     return _broken(path, f'its log lines: {e}')
-  try:
+  with contextlib.suppress(OSError):  # a folder shared read-only
     os.utime(path)  # used now: pruned last
-  except OSError:
-    pass  # a folder shared read-only
   return out
 
 
 def _broken(path: str, why) -> None:
   """Removes the broken entry at `path` (the images are decoded again); returns None."""
   logging.warning('Decoding the images again: %s is broken (%s); removed.', path, why)
-  try:
+  with contextlib.suppress(OSError):
     os.remove(path)
-  except OSError:
-    pass
 
 
 def write(folder: str, name: str, images, labels, groups, names, masks, said=()) -> None:
@@ -173,8 +169,6 @@ def _prune(folder: str, keep: str) -> None:
       break
     if os.path.basename(path) == keep:
       continue
-    try:
+    with contextlib.suppress(OSError):  # removed meanwhile by another run
       os.remove(path)
-    except OSError:
-      pass
     total -= size
