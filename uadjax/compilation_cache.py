@@ -70,18 +70,22 @@ def cache_dir(environ=None) -> str | None:
   return os.path.join(root, 'uadjax', 'jax', _machine_tag())
 
 
-def checks_dir(environ=None) -> str | None:
-  """Where `uadjax.config` keeps the model checks that passed (`cache_dir` + '-checks', beside
-  the compilation cache and off with it), or None."""
+def _beside(suffix: str, environ) -> str | None:
+  """`cache_dir(environ)` + `suffix`: a folder beside the compilation cache and off with it."""
   path = cache_dir(environ)
-  return None if path is None else path.rstrip(os.sep) + '-checks'
+  return None if path is None else path.rstrip(os.sep) + suffix
+
+
+def checks_dir(environ=None) -> str | None:
+  """Where `uadjax.config` keeps the model checks that passed (`cache_dir` + '-checks'), or
+  None."""
+  return _beside('-checks', environ)
 
 
 def data_dir(environ=None) -> str | None:
   """Where `uadjax.data.load` keeps the preprocessed data sets (`uadjax.data.stored`;
-  `cache_dir` + '-data', beside the compilation cache and off with it), or None."""
-  path = cache_dir(environ)
-  return None if path is None else path.rstrip(os.sep) + '-data'
+  `cache_dir` + '-data'), or None."""
+  return _beside('-data', environ)
 
 
 def setup(environ=None) -> str | None:

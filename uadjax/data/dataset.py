@@ -139,12 +139,14 @@ def load(data_config) -> Dataset:
   last = _LAST_LOADED[0] if _LAST_LOADED else None  # read once: another thread may replace it
   if key is not None and last is not None and last[0] == key:
     return last[1]
-  dataset = _read_stored(key)
+  entry = _entry(key)
+  dataset = _read_stored(*entry) if entry else None
   if dataset is None:
     with _said_meanwhile() as said:
       dataset = _read(data_config)
-    if key is not None:
-      _store(key, dataset, said)
+    if entry:
+      d = dataset
+      stored.write(*entry, d.images, d.labels, d.groups, d.names, d.masks, said)
   for array in (dataset.images, dataset.labels, dataset.groups, dataset.masks):
     if array is not None:
       array.flags.writeable = False
@@ -184,13 +186,20 @@ def _files_read(data_config) -> list[str]:
   return [path for f in folders for path in readers.list_images(os.path.join(root, f))]
 
 
-def _read_stored(key: str | None) -> Dataset | None:
-  """The data set of `key` that an earlier process kept on disk, or None."""
+def _entry(key: str | None) -> tuple[str, str] | None:
+  """(folder, name) of the on-disk entry (`uadjax.data.stored`) of the data set of `key`; None
+  where nothing is kept (the cache is off, or a file could not be read for the key)."""
   from uadjax import compilation_cache
 
   folder = compilation_cache.data_dir()
   name = stored.key(key) if folder and key is not None else None
-  saved = stored.read(folder, name) if name is not None else None
+  return (folder, name) if name is not None else None
+
+
+def _read_stored(folder: str, name: str) -> Dataset | None:
+  """The data set that an earlier process kept as entry `name` in `folder`, or None; logs again
+  what the readers logged while they decoded it."""
+  saved = stored.read(folder, name)
   if saved is None:
     return None
   said = saved.pop('said')
@@ -202,18 +211,6 @@ def _read_stored(key: str | None) -> Dataset | None:
   for level, message in said:
     std_logging.getLogger('absl').log(level, '%s', message)
   return Dataset(**saved)
-
-
-def _store(key: str, dataset: Dataset, said: list[tuple[int, str]]) -> None:
-  """Keeps `dataset`, just decoded, on disk for the next process (`uadjax.data.stored`),
-  with what the readers `said` about it."""
-  from uadjax import compilation_cache
-
-  folder = compilation_cache.data_dir()
-  name = stored.key(key) if folder else None
-  if name is not None:
-    d = dataset
-    stored.write(folder, name, d.images, d.labels, d.groups, d.names, d.masks, said)
 
 
 @contextlib.contextmanager

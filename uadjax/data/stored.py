@@ -59,7 +59,7 @@ def _decoders() -> str:
   """What decodes the files, beside the data config: uadjax's data modules (their bytes) and
   the versions of the libraries they call."""
   package = os.path.dirname(os.path.abspath(__file__))
-  modules = sorted(p for p in os.listdir(package) if p.endswith('.py'))
+  modules = [os.path.relpath(p, package) for p in io.files_under(package) if p.endswith('.py')]
   head = f'numpy {np.__version__} pillow {PIL.__version__}'
   for library in _DICOM_LIBRARIES:
     try:
