@@ -216,3 +216,71 @@ def format_rows(rows: list[dict]) -> str:
   for r in rows:
     lines.append('  '.join(str(r[h]).ljust(w) for h, w in zip(header, widths, strict=True)))
   return '\n'.join(lines)
+
+
+def load_config(spec: str):
+  """`path.py[:variants]` -> the config (as an entry point's `--config` would give it)."""
+  import importlib.util
+
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('bench_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
+  """The device's float32 matrix-multiply rate in GFLOP/s (a jitted size x size product, the
+  best of `repeats`): the ceiling a convolutional backbone's rate is set beside."""
+  a = jax.device_put(np.random.default_rng(0).normal(size=(size, size)).astype(np.float32))
+  product = jax.jit(lambda x: x @ x)
+  _block(product(a))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    _block(product(a))
+    best = min(best, time.perf_counter() - start)
+  return 2 * size**3 / best / 1e9
+
+
+def measure_features(config, dtype: str = 'float32', batches: int = 5) -> dict:
+  """Feature extraction of a fitted feature family (`FitTask.embed`: the frozen backbone's
+  taps, resized, pooled or aggregated) on batches of `train.score_batch` images of the
+  config's size, as the protocol runs it: images/s and the backbone's GFLOP/s (XLA's count of
+  the compiled program's floating-point operations) beside `matmul_rate`.
+
+  Args:
+    config: a feature family's config (configs/headct/feature_gaussian.py, padim, patchcore).
+    dtype: 'float32' or 'bfloat16'.
+    batches: measured batches, after one that compiles.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.train.dtype = dtype
+  task = make_task(config)
+  frozen = task.frozen_variables()
+  n = int(config.train.score_batch)
+  size = int(config.data.image_size)
+  images = jax.device_put(np.random.default_rng(0).uniform(size=(n, size, size, 1)))
+  images = images.astype(jnp.float32)
+  start = time.perf_counter()
+  embed = jax.jit(task.embed).lower(frozen, images).compile()
+  compile_s = time.perf_counter() - start
+  _block(embed(frozen, images))
+  start = time.perf_counter()
+  for _ in range(batches):
+    _block(embed(frozen, images))
+  seconds = (time.perf_counter() - start) / batches
+  cost = embed.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  flops = float((cost or {}).get('flops', float('nan')))
+  return {
+    'model': config.model_name,
+    'backbone': f'{config.model.backbone} {"+".join(config.model.layers)}',
+    'image_size': size,
+    'dtype': dtype,
+    'batch': n,
+    'images_per_s': round(n / seconds, 1),
+    'gflop_per_image': round(flops / n / 1e9, 2),
+    'gflop_per_s': round(flops / seconds / 1e9, 1),
+    'compile_s': round(compile_s, 2),
+  }

@@ -30,23 +30,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
+from tools import benchmark  # noqa: E402
 from uadjax import compiler, data  # noqa: E402
 from uadjax.families import make_task  # noqa: E402
 from uadjax.train.loop import initial_carry, outputs_fn  # noqa: E402
 from uadjax.train.task import Batch  # noqa: E402
 
 _KIND = {'scoring': compiler.SCORING, 'init': compiler.ONCE, 'training': compiler.TRAINING}
-
-
-def _load_config(spec: str):
-  """`path.py[:variants]` -> the config (as `--config` would give it)."""
-  import importlib.util
-
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
 
 
 def _program(name: str, task, shape, args):
@@ -74,7 +64,7 @@ def _program(name: str, task, shape, args):
 
 def measure(spec: str, programs: list[str], args) -> list[dict]:
   """Rows of every round of every program of the config `spec`, emitters on then off."""
-  config = _load_config(spec)
+  config = benchmark.load_config(spec)
   task = make_task(config)
   shape = data.image_shape(config.data)
   args.batch = int(config.train.batch_size)

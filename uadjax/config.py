@@ -7,6 +7,7 @@ Attributes:
     `train.epochs` a positive multiple of `cv.val_every`, `cv.iterations` in range, and an
     image size the model's down- and up-sampling can take, checked by tracing the model with
     `jax.eval_shape`, which computes nothing).
+  fit_only: whether the config's family is fitted, not trained (no training fields checked).
   n_iterations: how many iterations the config's protocol has (10 for 2x5, 1 for a hold-out).
   selected_iterations: `cv.iterations` ('' = all, or '0,3,7') as a sorted list.
   RESUMABLE_CHANGES: fields that may differ between a run and its resumption.
@@ -129,15 +130,26 @@ def selected_iterations(config, n: int | None = None) -> list[int]:
   return chosen
 
 
+def fit_only(config) -> bool:
+  """Whether `config.model_name` is a fitted family (`FitTask`): no epochs, batches,
+  optimiser or augmentation to check (an unknown name: False, the model check names it)."""
+  from uadjax import families
+
+  family = families.FAMILIES.get(_get(config, 'model_name'))
+  return bool(family and family.task.fit_only)
+
+
 def _check_protocol(ck: _Checker, config) -> None:
   ck.one_of('train.dtype', DTYPES, 'auto')
-  ck.positive_int('train.batch_size')
   ck.positive_int('train.score_batch')
-  ck.schedule('train.epochs', 'cv.val_every')
-  ck.positive_int('cv.epochs_per_call')
-  ck.positive_int('cv.checkpoint_every')
   # (The protocol's internal 'task' selection, f-AnoGAN's GAN phase, is never a user's.)
   ck.one_of('cv.selection', SELECTIONS)
+  fitted = fit_only(config)
+  if not fitted:
+    ck.positive_int('train.batch_size')
+    ck.schedule('train.epochs', 'cv.val_every')
+    ck.positive_int('cv.epochs_per_call')
+    ck.positive_int('cv.checkpoint_every')
   ck.one_of('cv.threshold', THRESHOLDS)
   quantile = _get(config, 'cv.threshold_quantile', 0.95)
   if not isinstance(quantile, numbers.Real) or not 0.0 < quantile < 1.0:
@@ -167,6 +179,8 @@ def _check_protocol(ck: _Checker, config) -> None:
       selected_iterations(config)
     except ConfigError as e:
       ck.problems.append(str(e))
+  if fitted:
+    return
   ck.one_of('augment.backend', BACKENDS, 'jax')
   for field in ('augment.hflip', 'augment.affine_p'):
     ck.probability(field)
@@ -289,9 +303,14 @@ def _model_error(config, size: int) -> str | None:
     return f'build: {type(e).__name__}: {e}'
   shape = data.image_shape(c.data)
 
+  try:
+    frozen = task.frozen_variables()  # read here, not under the trace: they are concrete
+  except Exception as e:  # a missing package or file of pretrained weights
+    return f'build: {type(e).__name__}: {e}'
+
   def init_and_score(key):
     state = task.init(key, shape)
-    return task.score(state.variables, jnp.zeros((2, *shape), jnp.float32))
+    return task.score({**state.variables, **frozen}, jnp.zeros((2, *shape), jnp.float32))
 
   try:
     scores, maps = jax.eval_shape(init_and_score, jax.random.PRNGKey(0))

@@ -18,12 +18,22 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from uadjax.models import CAE, DAGMM, SSAE, DenseNet, FAnoGAN, IntensityHistogram
+from uadjax.models import (
+  CAE,
+  DAGMM,
+  SSAE,
+  DenseNet,
+  FAnoGAN,
+  IntensityHistogram,
+  PretrainedFeatures,
+)
 from uadjax.train import fanogan as fanogan_tasks
 from uadjax.train import fanogan_phase
 from uadjax.train.classifier import ClassifierTask
 from uadjax.train.dagmm import DAGMMTask
+from uadjax.train.features import FeatureGaussianTask, PaDiMTask, PatchCoreTask
 from uadjax.train.intensity import IntensityTask
 from uadjax.train.reconstruction import ReconstructionTask, ScaleSpaceTask
 from uadjax.train.state import make_optimizer
@@ -188,6 +198,10 @@ FAMILIES: dict[str, Family] = {
     ),
     # No training: the fraction of brain pixels in a band of intensities (a baseline).
     Family('intensity', 'Intensity band', IntensityHistogram, IntensityTask),
+    # No training: statistics fitted to a frozen ImageNet backbone's features.
+    Family('feature_gaussian', 'Feature Gaussian', PretrainedFeatures, FeatureGaussianTask),
+    Family('padim', 'PaDiM', PretrainedFeatures, PaDiMTask),
+    Family('patchcore', 'PatchCore', PretrainedFeatures, PatchCoreTask),
   )
 }
 
@@ -225,8 +239,8 @@ def make_task(config, steps_per_epoch: int = 1, task_class: type | None = None):
 
   Args:
     config: a run's (or a phase's) config: `model_name`, `model`, `task`, `optimizer`, `train`.
-    steps_per_epoch: the length of a learning-rate schedule's epoch (`optimizer.schedule`) and
-      of a task that counts epochs (the intensity baseline); a restored model needs none.
+    steps_per_epoch: the length of a learning-rate schedule's epoch (`optimizer.schedule`); a
+      restored model, and a fitted one, need none.
     task_class: another task of the family's model (a phase's: f-AnoGAN's GAN); default the
       family's own.
   """
@@ -234,8 +248,8 @@ def make_task(config, steps_per_epoch: int = 1, task_class: type | None = None):
   task_class = task_class or family.task
   model = family.model(**config.model.to_dict(), dtype=compute_dtype(config.train.dtype))
   task_kwargs = config.task.to_dict() if 'task' in config else {}
-  tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.epochs)
-  if 'steps_per_epoch' in {f.name for f in dataclasses.fields(task_class)}:
-    # A task whose steps depend on the epoch (the intensity baseline) declares this field.
-    task_kwargs['steps_per_epoch'] = steps_per_epoch
+  if task_class.fit_only:
+    tx = optax.identity()  # fitted, not trained: a config has no optimizer or epochs
+  else:
+    tx = make_optimizer(config.optimizer, steps_per_epoch, config.train.epochs)
   return task_class(model=model, tx=tx, **task_kwargs)

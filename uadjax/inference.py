@@ -75,7 +75,7 @@ class IterationModel:
     task: the task (model + score function) built from the run's config.
     variables: the selected variables ({'params', 'batch_stats', ...}).
     threshold: the threshold chosen on validation (`score >= threshold` is abnormal).
-    epoch: the selected epoch.
+    epoch: the selected epoch (None for a fitted family).
     image_shape: (h, w, c) the model was trained on.
     compiled: jitted functions shared by the iterations of a run (one compilation for all).
     batch: images per compiled call; the last batch is padded, so one compilation serves all.
@@ -88,7 +88,7 @@ class IterationModel:
   task: object
   variables: dict
   threshold: float
-  epoch: int
+  epoch: int | None
   image_shape: tuple
   compiled: dict
   batch: int = 32
@@ -168,6 +168,12 @@ class IterationModel:
     return self._batched(self.compiled[key], images, targets, batch=chunk)
 
 
+def _selected_epoch(saved: dict, metrics: dict) -> int | None:
+  """The checkpoint's epoch (None for a fitted family, which has none)."""
+  epoch = saved.get('epoch', metrics.get('selected_epoch'))
+  return None if epoch is None else int(epoch)
+
+
 def _shapes(tree) -> dict:
   return {jax.tree_util.keystr(p): tuple(np.shape(x)) for p, x in jax.tree.leaves_with_path(tree)}
 
@@ -239,6 +245,8 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
         f'{path}: its variables do not fit the model of {workdir}/config.json at '
         f'{size}x{size} (another model or image size).'
       )
+    # The frozen collections (a pretrained backbone) are not in the checkpoint: the task's own.
+    variables = {**variables, **task.frozen_variables()}
     threshold = (metrics[i].get('threshold') or {}).get('value')
     models.append(
       IterationModel(
@@ -246,7 +254,7 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
         task=task,
         variables=variables,
         threshold=float('nan') if threshold is None else float(threshold),
-        epoch=int(saved.get('epoch', metrics[i].get('selected_epoch', -1))),
+        epoch=_selected_epoch(saved, metrics[i]),
         image_shape=image_shape,
         compiled=compiled,
         batch=batch,

@@ -125,3 +125,32 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
       config.data.phantoms.n_normal = 20
       config.data.phantoms.n_abnormal = 10
   return config
+
+
+# What a fitted family (no epochs, no optimiser: uadjax.train.task.FitTask) has no use for.
+TRAINING_FIELDS = {
+  'train': ('epochs', 'batch_size'),
+  'cv': ('val_every', 'epochs_per_call', 'checkpoint_every', 'parallel'),
+}
+
+
+def fitted(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` without the fields of training (epochs, batches, optimiser, augmentation): a
+  fitted family's config says only what it uses."""
+  for group, fields in TRAINING_FIELDS.items():
+    for field in fields:
+      del config[group][field]
+  del config['optimizer']
+  del config['augment']
+  return config
+
+
+def features(arg, model_name: str, layers=('relu3_3', 'relu4_3'), image_size: int = 128):
+  """The config every feature family shares: the head-CT protocol without its training fields,
+  VGG16's `layers` at `image_size` (`:tiny`: 32x32)."""
+  config = fitted(headct(arg))
+  if 'tiny' not in parse_variants(arg):
+    config.data.image_size = image_size
+  config.model_name = model_name
+  config.model = dict(backbone='vgg16', layers=tuple(layers))
+  return config

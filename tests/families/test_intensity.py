@@ -24,7 +24,12 @@ def test_the_intensity_baseline_runs_through_the_protocol_the_report_and_predict
   # them.
   assert summary['metrics']['auc']['mean'] > 0.7
   metrics = io.read_json(workdir / 'iter_00' / 'metrics.json')
-  assert 1 <= metrics['selected_epoch'] <= len(config.task.percentiles)
+  # Fitted, not trained: no epoch; the band kept is one of the candidates, chosen on validation.
+  assert metrics['selected_epoch'] is None
+  assert metrics['validation']['candidate'] == [
+    f'percentile {q:g}' for q in config.task.percentiles
+  ]
+  assert metrics['selected_candidate'] in metrics['validation']['candidate']
   assert os.path.exists(write_report(str(workdir)))
   folder = tmp_path / 'images'
   folder.mkdir()

@@ -84,6 +84,9 @@ def test_the_shipped_configs_are_valid():
     'configs.headct.dagmm',
     'configs.headct.fanogan',
     'configs.headct.intensity',
+    'configs.headct.feature_gaussian',
+    'configs.headct.padim',
+    'configs.headct.patchcore',
     'configs.fundus.densenet',
     'configs.fundus.fanogan',
   ):

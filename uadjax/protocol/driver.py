@@ -22,7 +22,7 @@ from absl import logging
 
 from uadjax import config as config_lib
 from uadjax import families, io
-from uadjax.protocol import evaluate
+from uadjax.protocol import evaluate, fit
 from uadjax.protocol.group import iteration_groups, train_groups
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
@@ -121,6 +121,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for phase, phase_protocol in phases:
       _train_phase(config, phase, phase_protocol, run_dir, todo)
 
+    if protocol.task.fit_only:
+
+      def finish_fitted(i, carry, history, score_fn):
+        results[i] = evaluate.finish_iteration(protocol, run_dir, i, carry, history, score_fn)
+
+      logging.info('%d iterations to fit (%s).', len(todo), jax.devices()[0].device_kind)
+      fit.fit_iterations(protocol, todo, finish_fitted)
+      return _summarize(config, workdir, protocol, [results[i] for i in iterations])
+
     groups, parallel = iteration_groups(config, todo)
     if config.cv.parallel and not parallel:
       logging.warning(
@@ -139,7 +148,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       results[i] = evaluate.finish_iteration(protocol, run_dir, i, carry, history)
 
     train_groups(protocol, run_dir, groups, parallel, finish)
-    ordered = [results[i] for i in iterations]
-    if jax.process_index() != 0:
-      return evaluate.summarize(config, ordered)
-    return evaluate.write_summary(config, workdir, ordered, note=protocol.task.note())
+    return _summarize(config, workdir, protocol, [results[i] for i in iterations])
+
+
+def _summarize(config, workdir: str, protocol: Protocol, ordered: list[dict]) -> dict:
+  """The summary of the iterations' results, written by process 0."""
+  if jax.process_index() != 0:
+    return evaluate.summarize(config, ordered)
+  return evaluate.write_summary(config, workdir, ordered, note=protocol.task.note())

@@ -24,15 +24,27 @@ from uadjax.run.layout import RunDir
 from uadjax.train.loop import Carry, score_all, score_parts_all
 
 
-def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) -> dict:
-  """Threshold on validation, metrics on test, with the selected variables of `carry`."""
+def evaluate(
+  protocol: Protocol, iteration: int, carry: Carry, history: dict, score_fn=None
+) -> dict:
+  """Threshold on validation, metrics on test, with the selected variables of `carry`.
+
+  `score_fn(variables, indices) -> scores` scores dataset images (default: the engine's
+  scoring program on the images; a fitted task's: from the features computed once). A fitted
+  task's `history` names its candidates ('candidate') instead of epochs.
+  """
   c = protocol.config
   split = protocol.splits[iteration]
   labels = protocol.dataset.labels
-  images = jax.device_put(protocol.dataset.images)
   variables = jax.device_put(carry.best)
-  val_scores, _ = score_all(protocol.engine, variables, images, split.val)
-  test_scores, _ = score_all(protocol.engine, variables, images, split.test)
+  if score_fn is None:
+    images = jax.device_put(protocol.dataset.images)
+
+    def score_fn(variables, indices):
+      return score_all(protocol.engine, variables, images, indices)[0]
+
+  val_scores = score_fn(variables, split.val)
+  test_scores = score_fn(variables, split.test)
   threshold = metrics_lib.select_threshold(
     val_scores,
     labels[split.val],
@@ -50,12 +62,17 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
     n_test=len(split.test),
     history={'epoch': history['epoch'], 'train_loss': history['train_loss']},
     validation={
-      'epoch': history['val_epoch'],
+      **(
+        {'candidate': history['candidate']}
+        if protocol.task.fit_only
+        else {'epoch': history['val_epoch']}
+      ),
       'auc': history['val_auc'],
       'loss': history['val_loss'],
     },
     selection=c.cv.selection,
-    selected_epoch=int(carry.best_epoch),
+    selected_epoch=None if protocol.task.fit_only else int(carry.best_epoch),
+    selected_candidate=history.get('selected_candidate'),
     selection_metric=float(carry.best_metric),
     threshold={'method': c.cv.threshold, 'value': threshold},
     val_scores=[float(s) for s in val_scores],
@@ -69,7 +86,7 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   if extra.size:
     # The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
     # normals, with the same variables and threshold.
-    extra_scores, _ = score_all(protocol.engine, variables, images, extra)
+    extra_scores = score_fn(variables, extra)
     normal_test = split.test[labels[split.test] == 0]
     scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
     binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
@@ -82,34 +99,44 @@ def evaluate(protocol: Protocol, iteration: int, carry: Carry, history: dict) ->
   # A score that is a sum (f-AnoGAN: image + kappa x feature residual) keeps its terms per test
   # image, so the histograms can show each.
   if protocol.task.composite_score:
+    images = jax.device_put(protocol.dataset.images)
     parts = score_parts_all(protocol.engine, variables, images, split.test)
     record.test_score_parts = {k: [float(v) for v in p] for k, p in parts.items()}
   return record.to_json()
 
 
 def finish_iteration(
-  protocol: Protocol, run_dir: RunDir, iteration: int, carry: Carry, history: dict
+  protocol: Protocol,
+  run_dir: RunDir,
+  iteration: int,
+  carry: Carry,
+  history: dict,
+  score_fn=None,
 ) -> dict:
-  """Saves the best checkpoint, evaluates, and writes metrics.json (last: it marks 'done')."""
-  checkpoint.save(
-    run_dir.best(iteration),
-    # image_shape: what the variables were trained on, so a user of the checkpoint is told
-    # when their images would be preprocessed to another size.
-    {
-      **carry.best,
-      'epoch': carry.best_epoch,
-      'metric': carry.best_metric,
-      'image_shape': np.asarray(protocol.image_shape, np.int32),
-    },
-  )
-  result = evaluate(protocol, iteration, carry, history)
+  """Saves the best checkpoint, evaluates, and writes metrics.json (last: it marks 'done').
+
+  `score_fn`: see `evaluate`. A fitted task's checkpoint has no epoch; neither holds the
+  task's frozen variables (a pretrained backbone: `Task.frozen_variables`).
+  """
+  # image_shape: what the variables were trained on, so a user of the checkpoint is told when
+  # their images would be preprocessed to another size.
+  saved = {
+    **carry.best,
+    'metric': carry.best_metric,
+    'image_shape': np.asarray(protocol.image_shape, np.int32),
+  }
+  if not protocol.task.fit_only:
+    saved['epoch'] = carry.best_epoch
+  checkpoint.save(run_dir.best(iteration), saved)
+  result = evaluate(protocol, iteration, carry, history, score_fn)
   if jax.process_index() == 0:
     io.write_json(run_dir.metrics(iteration), result)
   t = result['test']
+  chosen = result.get('selected_candidate') or f'best epoch {result["selected_epoch"]}'
   logging.info(
-    'Iteration %d done: best epoch %d, test AUC %.3f, F1 %.3f, threshold %.4g.',
+    'Iteration %d done: %s, test AUC %.3f, F1 %.3f, threshold %.4g.',
     iteration,
-    result['selected_epoch'],
+    chosen,
     t['auc'],
     t['f1'],
     result['threshold']['value'],

@@ -89,6 +89,11 @@ class Protocol:
     self.splits: list[Split] = make_splits(c, self.dataset)
     warn_small_classes(self.splits, self.dataset.labels)
     self.image_shape = self.dataset.images.shape[1:]
+    self.hand_overs = tuple(hand_overs)
+    self.host_augment = None
+    if families.get(c.model_name).task.fit_only and task_class is None:
+      self._set_up_fitted(c)
+      return
     bs = c.train.batch_size
     n_train = [len(s.train) for s in self.splits]
     if min(n_train) < bs:
@@ -108,8 +113,6 @@ class Protocol:
       c.train.score_batch
     )
     steps = [n // bs for n in n_train]
-    self.hand_overs = tuple(hand_overs)
-    self.host_augment = None
     augment_fn = None
     if c.augment.backend == 'jax':
       cfg = c.augment
@@ -130,6 +133,15 @@ class Protocol:
       selection or c.cv.selection,
       c.train.score_batch,
     )
+
+  def _set_up_fitted(self, c) -> None:
+    """The task and scoring engine of a fitted family (`FitTask`: no batches, epochs or
+    augmentation; `uadjax.protocol.fit` runs it)."""
+    self.task = families.make_task(c)
+    logging.info('%s: %s.', families.display_name(c.model_name), self.task.note() or 'fitted')
+    self.n_train_max = max(len(s.train) for s in self.splits)
+    # Only the engine's scoring programs run: one batch of `score_batch` images a call.
+    self.engine = Engine(self.task, None, 1, 1, True, 1, c.cv.selection, c.train.score_batch)
 
   def iteration_key(self, iteration: int):
     """The PRNG key of one iteration (independent of which other iterations run)."""

@@ -104,6 +104,8 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
   A run selected by its validation loss (the classifier) also has that loss drawn dashed in the
   loss panel, with the selected epoch's dot on it.
 
+  A fitted run (no epochs: its `validation` names candidates) gets `plot_candidates` instead.
+
   Args:
     metrics_list: per-iteration metrics dicts (the runner's `metrics.json`).
     path: where the PNG goes.
@@ -111,6 +113,8 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
   Returns:
     `path` as a string.
   """
+  if metrics_list and all('candidate' in (m.get('validation') or {}) for m in metrics_list):
+    return plot_candidates(metrics_list, path)
   fig = Figure(figsize=(12, 4.4), layout='constrained')
   ax_loss, ax_auc = fig.subplots(1, 2)
   colors = _colors(len(metrics_list))
@@ -235,6 +239,41 @@ def _draw_threshold_panel(ax, metrics: dict, *, small: bool) -> bool:
   ax.set_ylim(-0.03, 1.03)
   ax.grid(True, alpha=0.3)
   return True
+
+
+def plot_candidates(metrics_list: Sequence[dict], path) -> str:
+  """A fitted run's validation AUC of each candidate, one line per iteration, the kept
+  candidate dotted (a fitted family has no epochs and no loss to draw).
+
+  Args:
+    metrics_list: per-iteration metrics dicts whose `validation` has 'candidate' and 'auc'.
+    path: where the PNG goes.
+
+  Returns:
+    `path` as a string.
+  """
+  names = list(metrics_list[0]['validation']['candidate'])
+  fig = Figure(figsize=(max(6.0, 1.2 * len(names) + 4), 4.4), layout='constrained')
+  ax = fig.subplots()
+  handles = []
+  for metrics, color in zip(metrics_list, _colors(len(metrics_list)), strict=True):
+    validation = metrics['validation']
+    y = _floats(validation['auc'])
+    x = np.arange(len(y))  # candidates come in the task's order in every iteration
+    (line,) = ax.plot(x, y, color=color, lw=1.2, marker='.', label=iteration_label(metrics))
+    handles.append(line)
+    kept = metrics.get('selected_candidate')
+    if kept in validation['candidate']:
+      k = validation['candidate'].index(kept)
+      ax.plot([x[k]], [y[k]], 'o', color=color, ms=7, mec='black', mew=0.8, zorder=3)
+  ax.set_xticks(range(len(names)), names, rotation=20 if len(names) > 3 else 0, ha='right')
+  ax.set_xlim(-0.5, len(names) - 0.5)
+  ax.set_title('Fitted, not trained: validation AUC of each candidate (dot: kept)')
+  ax.set_ylabel('validation AUC')
+  ax.axhline(0.5, color='0.5', lw=0.8, ls=':')
+  ax.grid(True, alpha=0.3)
+  fig.legend(handles=handles, loc='outside right center', title='iteration (g/b)', fontsize='small')
+  return _save(fig, path)
 
 
 def plot_threshold_selection(metrics: dict, path) -> str:

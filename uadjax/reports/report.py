@@ -37,6 +37,7 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from uadjax import config as config_lib
 from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.evaluation import segmentation
@@ -206,6 +207,11 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
     )
   threshold = model.threshold
   names = chosen['test_names']
+  kept = (
+    f'epoch {model.epoch}'
+    if model.epoch is not None
+    else f'fitted, {chosen.get("selected_candidate") or "one candidate"}'
+  )
   counts = metrics_lib.confusion(scores, labels, threshold)
   add(
     'Test images by outcome',
@@ -218,9 +224,9 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
       threshold,
       os.path.join(outdir, 'examples.png'),
       names=names,
-      title=f'{model_name}, iteration {label}, epoch {model.epoch}',
+      title=f'{model_name}, iteration {label}, {kept}',
     ),
-    f'Iteration {label} ({why}), epoch {model.epoch}: per outcome (TN {counts["tn"]}, '
+    f'Iteration {label} ({why}), {kept}: per outcome (TN {counts["tn"]}, '
     f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
     '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
   )
@@ -267,6 +273,16 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
         f'images, iteration {label}): {pixel_auc:.3f}.'
       )
   return sections, notes
+
+
+def _schedule(config) -> str:
+  """How the run's models were made and chosen, for the report's first line."""
+  if config_lib.fit_only(config):
+    return f'fitted in one pass (no epochs), candidate selection by {config.cv.selection}'
+  return (
+    f'{config.train.epochs} epochs, validation every {config.cv.val_every}, checkpoint '
+    f'selection by {config.cv.selection}'
+  )
 
 
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
@@ -436,8 +452,7 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
   lines = [
     f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
     '',
-    f'{len(metrics_list)} iterations, {config.train.epochs} epochs, validation every '
-    f'{config.cv.val_every}, checkpoint selection by {config.cv.selection}, threshold by '
+    f'{len(metrics_list)} iterations, {_schedule(config)}, threshold by '
     f'{config.cv.threshold}, images {config.data.image_size}x{config.data.image_size}.',
     '',
     tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),

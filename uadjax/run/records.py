@@ -46,7 +46,9 @@ class IterationRecord:
     n_train, n_val, n_test: the split's sizes.
     history: {'epoch', 'train_loss'}: the mean training loss of every epoch.
     validation: {'epoch', 'auc', 'loss'} at every validation.
-    selection, selected_epoch, selection_metric: how the checkpoint was chosen, and its epoch.
+    selection, selected_epoch, selection_metric: how the checkpoint was chosen, and its epoch
+      (None for a fitted family, which has no epochs: `validation` then names its candidates,
+      {'candidate', 'auc', 'loss'}, and `selected_candidate` the one kept).
     threshold: {'method', 'value'} chosen on the validation scores.
     val_scores, val_labels: the selected model's validation scores and labels.
     test: the test metrics (auc, accuracy, recall, precision, f1, specificity, ...).
@@ -65,7 +67,7 @@ class IterationRecord:
   history: dict
   validation: dict
   selection: str
-  selected_epoch: int
+  selected_epoch: int | None
   selection_metric: float
   threshold: dict
   val_scores: list
@@ -76,6 +78,7 @@ class IterationRecord:
   test_names: list
   extra_test: dict | None = None
   test_score_parts: dict | None = None
+  selected_candidate: str | None = None
 
   def to_json(self) -> dict:
     """The record as metrics.json holds it (absent optional fields left out)."""

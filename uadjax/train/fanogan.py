@@ -287,7 +287,7 @@ class EncoderTask(scores_lib.ScoreSwitches, _Parts, Task):
     p = self.parts(variables, images)
     image, maps = p['image'], p['map']
     if not self.study_score:
-      image, maps = self.switched_scores(images, (p['reconstruction'] + 1.0) / 2.0)
+      image, maps = self.switched_scores(images, (p['reconstruction'] + 1.0) / 2.0, variables)
       # A residual of [0, 1] images is a quarter of the [-1, 1] one: back to the study's units.
       image, maps = 4.0 * image, 4.0 * maps
     return {'image': image, 'feature': p['feature'], 'map': maps}

@@ -287,6 +287,9 @@ class Engine:
     self.val_every = val_every
     self.selection = selection
     self.score_batch = score_batch
+    # Read once, outside any trace (a pretrained backbone: `Task.frozen_variables`): merged into
+    # the variables of every scoring call, as an argument where a call is made from the host.
+    self.frozen = task.frozen_variables()
     self._compiled: dict = {}  # jitted functions, built once per engine and argument set
 
   def jit(self, fn, kind: str, **kwargs):
@@ -334,6 +337,8 @@ class Engine:
     """Scores of `images[indices]`, in batches of `score_batch`; `indices` is padded to a
     multiple of it by the caller. Returns float32 (len(indices),)."""
     chunks = indices.reshape(-1, self.score_batch)
+    # Inside the training program the frozen variables are constants of the program.
+    variables = {**variables, **self.frozen}
     return jax.lax.map(lambda c: self.task.score(variables, images[c])[0], chunks).reshape(-1)
 
   def validation_scores(self, carry: Carry, fold: FoldData, images):
@@ -484,7 +489,7 @@ class Engine:
     instead of the jitted ones (the benchmark's)."""
     outputs = self.compiled_outputs() if outputs is None else outputs
     select = self.compiled_select() if select is None else select
-    variables = carry.state.variables
+    variables = {**carry.state.variables, **self.frozen}
     # val_idx is padded to a multiple of score_batch (the padding is masked in `select`).
     chunks = np.asarray(fold.val_idx).reshape(-1, self.score_batch)
     scores = tuple(outputs(variables, images[jax.device_put(c)])['scores'] for c in chunks)
@@ -535,15 +540,17 @@ class Engine:
     return self.cached('step', lambda: self.jit(self.task.train_step, TRAINING, donate_argnums=0))
 
 
-def _in_batches(engine: Engine, fn, variables, images, indices) -> dict:
+def in_batches(engine: Engine, fn, variables, images, indices) -> dict:
   """`fn(variables, images[chunk])` over chunks of `score_batch` indices, as numpy; the last
-  chunk is padded with its first index, so every call has one shape (one program)."""
+  chunk is padded with its first index, so every call has one shape (one program). `images`
+  may be a pytree of arrays with a leading image axis (a fitted task's features)."""
   outs = []
   indices = np.asarray(indices)
   for start in range(0, len(indices), engine.score_batch):
     chunk = indices[start : start + engine.score_batch]
-    padded, _ = pad(chunk, engine.score_batch, fill=int(chunk[0]))
-    out = jax.tree.map(np.asarray, fn(variables, images[jax.device_put(padded)]))
+    padded = jax.device_put(pad(chunk, engine.score_batch, fill=int(chunk[0]))[0])
+    batch = jax.tree.map(lambda x: x[padded], images)  # noqa: B023 (used at once)
+    out = jax.tree.map(np.asarray, fn(variables, batch))
     outs.append(jax.tree.map(lambda x: x[: len(chunk)], out))  # noqa: B023 (used at once)
   return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
 
@@ -556,7 +563,8 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
   `uadjax.inference` compiles the same way for the reports (then read from the persistent
   compilation cache, `uadjax.compilation_cache`).
   """
-  out = _in_batches(engine, engine.compiled_outputs(), variables, images, indices)
+  variables = {**variables, **engine.frozen}
+  out = in_batches(engine, engine.compiled_outputs(), variables, images, indices)
   return out['scores'], out['maps']
 
 
@@ -564,7 +572,7 @@ def score_parts_all(engine: Engine, variables, images, indices) -> dict[str, np.
   """`task.score_parts` (the terms of a composite score: f-AnoGAN's image and feature
   residuals) of `images[indices]`, in batches like `score_all`: one program for every set."""
   fn = engine.cached('score_parts', lambda: engine.jit(engine.task.score_parts, SCORING))
-  return _in_batches(engine, fn, variables, images, indices)
+  return in_batches(engine, fn, {**variables, **engine.frozen}, images, indices)
 
 
 def train_on_host(

@@ -81,7 +81,7 @@ class ReconstructionTask(scores_lib.ScoreSwitches, Task):
     outputs = self.model.apply(variables, images, train=False)
     if self.study_score:
       return self.errors(images, outputs)
-    return self.switched_scores(images, outputs['reconstruction'])
+    return self.switched_scores(images, outputs['reconstruction'], variables)
 
   def reconstruct(self, variables, images):
     """The reconstructions, float32 (for figures)."""

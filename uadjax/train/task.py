@@ -10,7 +10,11 @@ plus its own settings from `config.task`, subclassing `Task`. It provides three 
 
 and may override the hooks below, whose defaults suit an unsupervised model. The engine, the
 protocol and `uadjax.inference` call every hook unconditionally, and read the class flags
-(`reconstructs`, `composite_score`, `supervised`) instead of probing for methods.
+(`reconstructs`, `composite_score`, `supervised`, `fit_only`) instead of probing for methods.
+
+A task that fits instead of trains (`FitTask`: the pretrained-feature families, the intensity
+baseline) has no epochs, no optimiser and no train step: the protocol calls its `fit` once per
+iteration on the training normals and chooses between the candidates it returns on validation.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class Task:
   Class flags:
     supervised: trains on both classes (the classifier); the protocol then logs where its
       initial weights come from. The engine itself does not branch on it.
+    fit_only: a `FitTask`: fitted in one pass (`uadjax.protocol.fit`), never trained.
     reconstructs: `reconstruct` gives an image to show (the autoencoders, f-AnoGAN's G(E(x))).
     composite_score: the score is a sum of terms that `score_parts` returns (f-AnoGAN: image
       and feature residuals); the test set's parts are kept in metrics.json.
@@ -64,10 +69,17 @@ class Task:
   """
 
   supervised: ClassVar[bool] = False
+  fit_only: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
   composite_score: ClassVar[bool] = False
   cpu_optimization_level: ClassVar[int] = compiler.CPU_OPTIMIZATION_LEVEL
   cpu_scoring_fusion_emitters: ClassVar[bool] = False
+
+  def frozen_variables(self) -> dict:
+    """Variable collections that come from outside the run (a pretrained backbone's weights):
+    merged into the variables before every scoring call, never saved in a checkpoint (they
+    are the same for every iteration). Default: none."""
+    return {}
 
   def note(self) -> str:
     """A line about the task for the log and the summary's title ('' for none; the classifier:
@@ -105,3 +117,47 @@ class Task:
     """A phase's own selection distance, lower is better (engine selection 'task': f-AnoGAN's
     GAN phase)."""
     raise NotImplementedError(f'{type(self).__name__} has no selection metric of its own.')
+
+
+class FitTask(Task):
+  """A task fitted in one pass over the training normals instead of trained (`fit_only`).
+
+  Fields: `model` (a Flax module; for the feature families, the frozen backbone) and `tx`
+  (unused, `optax.identity()`: kept so `families.make_task` builds every task alike), plus the
+  task's settings. It provides:
+
+    init(key, image_shape) -> TrainState   zeros of the fitted variables' shapes (`params`):
+                                           what a checkpoint restores into
+    embed(variables, images) -> features   pure: what `fit` needs of each image (a pytree with
+                                           a leading image axis), computed once per run for
+                                           every image in one compiled program
+    fit(key, features) -> [(name, variables)]   host-level: the candidates fitted to the
+                                           training normals' features; the protocol keeps the
+                                           one with the best validation AUC
+    score(variables, images) -> (scores, maps)  as every task's
+    score_embedded(variables, features) -> scores   pure, optional: the same scores from
+                                           `embed`'s features (the protocol then scores the
+                                           validation and test sets without running the
+                                           backbone again); `embeds_scores` says whether
+
+  `variables` always include `frozen_variables()`.
+  """
+
+  fit_only: ClassVar[bool] = True
+  embeds_scores: ClassVar[bool] = False
+
+  def embed(self, variables, images):
+    """What `fit` needs of each image (a pytree with a leading image axis)."""
+    raise NotImplementedError
+
+  def fit(self, key, features) -> list:
+    """[(candidate name, variables)] fitted to the training normals' `features` (numpy)."""
+    raise NotImplementedError
+
+  def score_embedded(self, variables, features):
+    """Scores (n,) float32 of `embed`'s features, equal to `score`'s (where `embeds_scores`)."""
+    raise NotImplementedError(f'{type(self).__name__} scores images only.')
+
+  def train_step(self, state, batch, key):
+    """A fitted task has no train step."""
+    raise NotImplementedError(f'{type(self).__name__} is fitted, not trained.')

@@ -1,0 +1,142 @@
+"""The pretrained-feature families (fitted, not trained) through the protocol, and their scores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from tests.helpers import REPO, env_without_gpu, make_config
+from uadjax import families, io
+from uadjax import protocol as protocol_lib
+from uadjax.data import phantoms
+
+FAMILIES = ('feature_gaussian', 'padim', 'patchcore')
+
+
+def _config(name):
+  return make_config(f'configs/headct/{name}.py:tiny,phantoms')
+
+
+@pytest.fixture(scope='module')
+def fitted_runs(tmp_path_factory):
+  """{family: workdir} of each family's tiny protocol on the phantoms."""
+  root = tmp_path_factory.mktemp('fitted')
+  runs = {}
+  for name in FAMILIES:
+    runs[name] = root / name
+    protocol_lib.run(_config(name), str(runs[name]))
+  return runs
+
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_each_feature_family_runs_the_protocol_without_epochs(fitted_runs, name):
+  workdir = fitted_runs[name]
+  summary = io.read_json(workdir / 'summary.json')
+  assert summary['n_iterations'] == 2
+  for i in (0, 1):
+    metrics = io.read_json(workdir / f'iter_{i:02d}' / 'metrics.json')
+    assert metrics['selected_epoch'] is None and metrics['history']['epoch'] == []
+    assert metrics['selected_candidate'] in metrics['validation']['candidate']
+    assert len(metrics['validation']['auc']) == len(metrics['validation']['candidate'])
+    assert np.all(np.isfinite(metrics['test_scores']))
+    # The checkpoint holds the fitted statistics, not the backbone's weights.
+    assert not (workdir / f'iter_{i:02d}' / 'checkpoints' / 'latest').exists()
+  from uadjax import checkpoint
+
+  saved = checkpoint.restore(str(workdir / 'iter_00' / 'checkpoints' / 'best'))
+  assert 'backbone' not in saved and 'epoch' not in saved and 'params' in saved
+
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_scores_from_features_equal_scores_from_images(name):
+  config = _config(name)
+  task = families.make_task(config)
+  images, _, _, _ = phantoms.make_phantoms(6, 2, 32, 3)
+  images = np.asarray(images, np.float32)
+  frozen = task.frozen_variables()
+  features = jax.jit(task.embed)(frozen, images)
+  (_, variables), *_ = task.fit(jax.random.PRNGKey(0), jax.tree.map(np.asarray, features))
+  variables = {**variables, **frozen}
+  from_features = jax.jit(task.score_embedded)(variables, features)
+  from_images, maps = jax.jit(task.score)(variables, images)
+  np.testing.assert_allclose(from_features, from_images, rtol=1e-4, atol=1e-4)
+  assert maps.shape == images.shape[:3] and np.all(np.isfinite(maps))
+
+
+def test_the_gaussian_scores_its_own_training_mean_lowest():
+  config = _config('feature_gaussian')
+  task = families.make_task(config)
+  normals, _, _, _ = phantoms.make_phantoms(12, 0, 32, 4)
+  lesions, _, _, _ = phantoms.make_phantoms(0, 4, 32, 5)
+  frozen = task.frozen_variables()
+  features = jax.tree.map(np.asarray, jax.jit(task.embed)(frozen, np.asarray(normals)))
+  (_, variables), *_ = task.fit(jax.random.PRNGKey(0), features)
+  p = variables['params']
+  at_mean = task.score_embedded(variables, {'pooled': p['mean'][None]})
+  np.testing.assert_allclose(at_mean, [0.0], atol=1e-3)
+  # The maps split the squared distance: their cells' mean share is the score squared.
+  grid, inside = task.grid_features({**variables, **frozen}, np.asarray(lesions))
+  pooled = np.einsum('nhwd,nhw->nd', grid, inside) / inside.sum(axis=(1, 2))[:, None]
+  shares = np.einsum('nhwd,nd->nhw', grid - p['mean'], (pooled - p['mean']) @ p['precision'])
+  scores = task.score_embedded(variables, {'pooled': pooled})
+  np.testing.assert_allclose(shares.mean(axis=(1, 2)), np.square(scores), rtol=2e-3)
+
+
+def test_a_fitted_run_restored_in_a_fresh_process_reproduces_its_test_scores(fitted_runs):
+  workdir = fitted_runs['patchcore']
+  metrics = io.read_json(workdir / 'iter_01' / 'metrics.json')
+  program = f"""
+import json, numpy as np
+from uadjax import data, inference
+config = inference.load_config({str(workdir)!r})
+dataset = data.load(config.data)
+index = {{name: i for i, name in enumerate(dataset.names)}}
+images = dataset.images[[index[n] for n in {metrics['test_names']!r}]]
+model = inference.load_models({str(workdir)!r}, [1])[0]
+print(json.dumps([float(s) for s in model.score(images)[0]]))
+"""
+  done = subprocess.run(
+    [sys.executable, '-c', program],
+    cwd=REPO,
+    env=env_without_gpu(),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  restored = json.loads(done.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(restored, metrics['test_scores'], rtol=1e-4, atol=1e-5)
+
+
+def test_predict_and_the_report_read_a_fitted_run(fitted_runs, tmp_path):
+  from PIL import Image
+
+  from uadjax import predict
+  from uadjax.reports import write_report
+
+  workdir = fitted_runs['feature_gaussian']
+  report = write_report(str(workdir))
+  assert 'fitted in one pass (no epochs)' in open(report).read()
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  images, _, _, _ = phantoms.make_phantoms(1, 1, 32, 5)
+  for k, x in enumerate(images):
+    Image.fromarray((x[..., 0] * 255).astype(np.uint8)).save(folder / f'{k}.png')
+  result = predict.predict(str(workdir), str(folder), str(tmp_path / 'out'))
+  assert result['n_images'] == 2 and result['n_errors'] == 0
+
+
+def test_a_fitted_config_has_no_training_fields_and_refuses_a_bad_mask():
+  from uadjax import config as config_lib
+
+  config = _config('padim')
+  assert 'optimizer' not in config and 'epochs' not in config.train
+  config_lib.validate(config)
+  config.task.mask = 'skull'
+  with pytest.raises(config_lib.ConfigError, match="task.mask='skull'"):
+    config_lib.validate(config)
