@@ -206,6 +206,7 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
     )
   threshold = model.threshold
   names = chosen['test_names']
+  epoch = '' if model.epoch is None else f', epoch {model.epoch}'  # None: nothing trained
   counts = metrics_lib.confusion(scores, labels, threshold)
   add(
     'Test images by outcome',
@@ -218,9 +219,9 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
       threshold,
       os.path.join(outdir, 'examples.png'),
       names=names,
-      title=f'{model_name}, iteration {label}, epoch {model.epoch}',
+      title=f'{model_name}, iteration {label}{epoch}',
     ),
-    f'Iteration {label} ({why}), epoch {model.epoch}: per outcome (TN {counts["tn"]}, '
+    f'Iteration {label} ({why}){epoch}: per outcome (TN {counts["tn"]}, '
     f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
     '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
   )
@@ -408,7 +409,8 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
         {'iteration': it, 'why': why, 'sections': image_sections, 'notes': notes},
       )
   sections += image_sections
-  samples = _samples(run, it, [p.name for p in families.get(config.model_name).phases])
+  family = families.FAMILIES.get(config.model_name)  # none for a fused run
+  samples = _samples(run, it, [p.name for p in family.phases] if family else [])
   if samples is not None:
     arrays, folder = samples
     add(
@@ -433,12 +435,16 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
     }
   study = tables.study_row_for(config)
+  # `description`: how a run that did not train was made (a fused run), instead of its schedule.
+  how = config.get('description') or (
+    f'{config.train.epochs} epochs, validation every {config.cv.val_every}, checkpoint '
+    f'selection by {config.cv.selection}, threshold by {config.cv.threshold}'
+  )
   lines = [
     f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
     '',
-    f'{len(metrics_list)} iterations, {config.train.epochs} epochs, validation every '
-    f'{config.cv.val_every}, checkpoint selection by {config.cv.selection}, threshold by '
-    f'{config.cv.threshold}, images {config.data.image_size}x{config.data.image_size}.',
+    f'{len(metrics_list)} iterations, {how.rstrip(".")}, images '
+    f'{config.data.image_size}x{config.data.image_size}.',
     '',
     tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
     '',
