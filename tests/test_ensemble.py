@@ -241,7 +241,7 @@ def test_the_entry_point_fuses_and_report_and_compare_read_the_run(
     assert 'ensemble (uadjax)' in f.read()
 
   report = (REPO / write_report(str(out))).read_text()
-  assert 'Score fusion of 2 runs' in report and '![Test images by outcome]' in report
+  assert 'iterations, score fusion of 2 runs (' in report and '![Test images by outcome]' in report
   assert '## Parts of the score' in report
   table = compare_runs([str(tiny_run), str(out)], str(tmp_path / 'compare'))['markdown']
   assert '| ens | ensemble | 2 |' in table

@@ -7,6 +7,7 @@ Attributes:
     asks it to hand a fused run's models over to `load_models` here).
   standardisation: a member's (mean, std) of one iteration's validation normals.
   candidates: the rules tried: the mean of the standardised scores, then a grid of weights.
+  choose_rule: the candidate with the best mean validation AUC.
   fuse: reads the members' saved scores, chooses the rule and writes the fused run folder.
   EnsembleModel: one iteration's fused model (the members' models and the saved rule), with the
     `uadjax.inference.IterationModel` interface that predict and the report use.
@@ -62,6 +63,8 @@ _SPLIT_FIELDS = (
 )
 # Data fields that make the images a model sees (predict reads new images once, for every member).
 _IMAGE_FIELDS = ('image_size', 'preprocess', 'dicom_window')
+# The split of an iteration, as its metrics.json gives it.
+_SPLIT_KEYS = ('iteration', 'normal_fold', 'abnormal_half', 'n_train', 'n_val', 'n_test')
 # What must be the same in an iteration's metrics.json of every member (the split).
 _SPLIT_RECORD = (
   ('normal_fold', 'fold'),
@@ -249,6 +252,135 @@ def _check_workdir(workdir: str, paths: list[str]) -> None:
       )
 
 
+def _standardised(members: list[_Member], i: int) -> dict:
+  """Iteration i: each member's (mean, std) of the validation normals, and its standardised
+  validation, test and (where every member has the same one) test-only scores."""
+  labels = members[0].metrics[i]['val_labels']
+  stats = [standardisation(m.metrics[i]['val_scores'], labels) for m in members]
+
+  def z(values):
+    return [
+      (np.asarray(v, np.float64) - mu) / sd for v, (mu, sd) in zip(values, stats, strict=True)
+    ]
+
+  out = {
+    'stats': stats,
+    'val': z([m.metrics[i]['val_scores'] for m in members]),
+    'test': z([m.metrics[i]['test_scores'] for m in members]),
+  }
+  extras = [m.metrics[i].get('extra_test') for m in members]
+  if all(extras) and all(e['names'] == extras[0]['names'] for e in extras):
+    out['extra'] = z([e['scores'] for e in extras])
+  return out
+
+
+def choose_rule(z_val: dict, val_labels: dict, step: float = 0.25) -> tuple[dict, list[dict]]:
+  """The candidate with the best mean validation AUC over the iterations (the first on a tie).
+
+  Args:
+    z_val: {iteration: [each member's standardised validation scores]}.
+    val_labels: {iteration: the validation labels}.
+    step: the grid step of `candidates`.
+
+  Returns:
+    (the chosen {'name', 'weights', 'val_auc'}, every candidate's such dict, in order).
+  """
+  n_members = len(next(iter(z_val.values())))
+  tried = []
+  for name, weights in candidates(n_members, step):
+    aucs = [_auc(_fused(z_val[i], weights), val_labels[i]) for i in z_val]
+    tried.append({'name': name, 'weights': list(weights), 'val_auc': float(np.mean(aucs))})
+  return tried[int(np.argmax([t['val_auc'] for t in tried]))], tried
+
+
+def _config_record(members, rule, tried, step, threshold, quantile) -> dict:
+  """The fused run's config.json: the first member's data and protocol, the rule, the members."""
+  base = members[0].record
+  shares = ', '.join(
+    f'{m.label}: {families.display_name(m.record.get("model_name"))} x {w:g}'
+    for m, w in zip(members, rule['weights'], strict=True)
+  )
+  record = {k: v for k, v in base.items() if k not in ('model', 'task', 'gan', 'study_note')}
+  record.update(
+    model_name=MODEL_NAME,
+    model={},
+    # The report's line on how the run was made, in place of a training schedule.
+    description=(
+      f'score fusion of {len(members)} runs ({shares}), each standardised on the validation '
+      f'normals of each iteration; rule {rule["name"]} chosen by mean validation AUC among '
+      f'{len(tried)} candidates; threshold by {threshold} on the fused validation scores.'
+    ),
+    study_row='',  # no study row beside a fusion
+    cv={**base['cv'], 'threshold': threshold, 'threshold_quantile': quantile},
+    ensemble={
+      'members': [m.path for m in members],
+      'labels': [m.label for m in members],
+      'models': [m.record.get('model_name') for m in members],
+      'rule': rule['name'],
+      'weights': rule['weights'],
+      'step': step,
+      'candidates': tried,
+    },
+  )
+  return record
+
+
+def _iteration_record(members, i, z, rule, threshold, quantile) -> dict:
+  """The fused run's metrics.json of iteration i."""
+  ref, weights = members[0].metrics[i], rule['weights']
+  val, test = _fused(z['val'], weights), _fused(z['test'], weights)
+  cut = metrics_lib.select_threshold(val, ref['val_labels'], threshold, quantile)
+  record = {
+    **{k: ref[k] for k in _SPLIT_KEYS},
+    'history': {'epoch': [], 'train_loss': []},
+    'validation': {'epoch': [], 'auc': [], 'loss': []},
+    'selection': f'fusion rule {rule["name"]} (mean validation AUC)',
+    'selected_epoch': None,
+    'selection_metric': _auc(val, ref['val_labels']),
+    'threshold': {'method': threshold, 'value': cut},
+    'val_scores': val.tolist(),
+    'val_labels': ref['val_labels'],
+    'test': metrics_lib.classification_metrics(test, ref['test_labels'], cut),
+    'test_scores': test.tolist(),
+    'test_labels': ref['test_labels'],
+    'test_names': ref['test_names'],
+    'ensemble': {
+      'rule': rule['name'],
+      'members': [
+        {
+          'run': m.path,
+          'weight': w,
+          'mean': mu,
+          'std': sd,
+          'val_auc': _auc(m.metrics[i]['val_scores'], ref['val_labels']),
+          'test_auc': float(m.metrics[i]['test']['auc']),
+        }
+        for m, w, (mu, sd) in zip(members, weights, z['stats'], strict=True)
+      ],
+    },
+    # Each member's share of the fused score (w z), drawn by the report beside the total.
+    'test_score_parts': {
+      m.label: (w * t).tolist() for m, w, t in zip(members, weights, z['test'], strict=True) if w
+    },
+  }
+  if 'val_names' in ref:
+    record['val_names'] = ref['val_names']
+  if 'extra' in z:
+    # The test-only class against the test normals, with the same rule and threshold.
+    normal = np.asarray(ref['test_labels']) == 0
+    extra = _fused(z['extra'], weights)
+    binary = np.r_[np.zeros(int(normal.sum()), int), np.ones(len(extra), int)]
+    record['extra_test'] = {
+      'classes': ref['extra_test']['classes'],
+      'metrics': metrics_lib.classification_metrics(
+        np.concatenate([test[normal], extra]), binary, cut
+      ),
+      'scores': extra.tolist(),
+      'names': ref['extra_test']['names'],
+    }
+  return record
+
+
 def fuse(
   runs, workdir: str, step: float = 0.25, threshold: str = 'f1', quantile: float = 0.95
 ) -> dict:
@@ -262,12 +394,14 @@ def fuse(
     quantile: the quantile of 'normal_quantile'.
 
   Returns:
-    {'summary': the run's summary, 'rule': {'name', 'weights', 'val_auc'}, 'members':
-    [{'run', 'label', 'model', 'val_auc', 'test_auc'} mean over iterations], 'fused':
-    {'val_auc', 'test_auc'}, 'iterations', 'seconds'}.
+    {'rule': {'name', 'weights', 'val_auc'}, 'candidates': every candidate's such dict,
+    'members': [{'run', 'label', 'model', 'weight', 'val_auc', 'test_auc', 'test_auc_std'}]
+    (means over the iterations), 'fused': {'val_auc', 'test_auc', 'test_auc_std'},
+    'iterations', 'summary': the run's summary.json, 'seconds'}.
 
   Raises:
-    EnsembleError: the runs differ in data, images or splits, or share no finished iteration.
+    EnsembleError: the runs differ in data, images or splits, or share no finished iteration;
+      `workdir` holds another run.
   """
   from uadjax.protocol import evaluate  # the summary and its figures (matplotlib)
 
@@ -275,163 +409,52 @@ def fuse(
     raise ValueError(f'threshold={threshold!r}; expected one of {THRESHOLDS}.')
   start = time.perf_counter()
   members = _read_members(runs)
-  paths = [m.path for m in members]
-  _check_workdir(workdir, paths)
+  _check_workdir(workdir, [m.path for m in members])
   iterations = check_members(members)
-
-  # Per iteration and member: the statistics of the validation normals and the z-scores.
-  stats, z_val, z_test, z_extra = {}, {}, {}, {}
-  for i in iterations:
-    labels = members[0].metrics[i]['val_labels']
-    stats[i] = [standardisation(m.metrics[i]['val_scores'], labels) for m in members]
-    z_val[i] = [
-      (np.asarray(m.metrics[i]['val_scores'], np.float64) - mu) / sd
-      for m, (mu, sd) in zip(members, stats[i], strict=True)
-    ]
-    z_test[i] = [
-      (np.asarray(m.metrics[i]['test_scores'], np.float64) - mu) / sd
-      for m, (mu, sd) in zip(members, stats[i], strict=True)
-    ]
-    extras = [m.metrics[i].get('extra_test') for m in members]
-    if all(extras) and all(e['names'] == extras[0]['names'] for e in extras):
-      z_extra[i] = [
-        (np.asarray(e['scores'], np.float64) - mu) / sd
-        for e, (mu, sd) in zip(extras, stats[i], strict=True)
-      ]
-
-  # The rule: the best mean validation AUC over the iterations (the first on a tie).
-  tried = []
-  for name, weights in candidates(len(members), step):
-    aucs = [
-      _auc(_fused(z_val[i], weights), members[0].metrics[i]['val_labels']) for i in iterations
-    ]
-    tried.append({'name': name, 'weights': list(weights), 'val_auc': float(np.mean(aucs))})
-  best = tried[int(np.argmax([t['val_auc'] for t in tried]))]
-  weights = best['weights']
-
-  base = members[0].record
-  description = (
-    f'Score fusion of {len(members)} runs ('
-    + ', '.join(
-      f'{m.label}: {families.display_name(m.record.get("model_name"))} x {w:g}'
-      for m, w in zip(members, weights, strict=True)
-    )
-    + f'), each standardised on the validation normals of each iteration; rule {best["name"]} '
-    f'chosen by mean validation AUC among {len(tried)} candidates; threshold by {threshold} on '
-    'the fused validation scores.'
+  z = {i: _standardised(members, i) for i in iterations}
+  rule, tried = choose_rule(
+    {i: z[i]['val'] for i in iterations},
+    {i: members[0].metrics[i]['val_labels'] for i in iterations},
+    step,
   )
-  config_record = {
-    k: v for k, v in base.items() if k not in ('model', 'task', 'gan', 'data_fingerprint')
-  }
-  config_record.update(
-    model_name=MODEL_NAME,
-    model={},
-    description=description,
-    study_row='',
-    ensemble={
-      'members': paths,
-      'labels': [m.label for m in members],
-      'models': [m.record.get('model_name') for m in members],
-      'rule': best['name'],
-      'weights': weights,
-      'step': step,
-      'candidates': tried,
-    },
-  )
-  config_record['cv'] = {**base['cv'], 'threshold': threshold, 'threshold_quantile': quantile}
-  config_record['data_fingerprint'] = base['data_fingerprint']
+
   run = RunDir(workdir)
   os.makedirs(workdir, exist_ok=True)
-  for i in RunDir(workdir).iterations_with('metrics.json'):
-    os.remove(run.metrics(i))  # a former fusion's iterations that are not fused now
-  io.write_json(run.config, config_record)
-
+  for i in run.iterations_with('metrics.json'):
+    os.remove(run.metrics(i))  # a former fusion's: its iterations may not be fused now
+  io.write_json(run.config, _config_record(members, rule, tried, step, threshold, quantile))
   results = []
   for i in iterations:
-    ref = members[0].metrics[i]
-    val = _fused(z_val[i], weights)
-    test = _fused(z_test[i], weights)
-    cut = metrics_lib.select_threshold(val, ref['val_labels'], threshold, quantile)
-    per_member = [
-      {
-        'run': m.path,
-        'weight': w,
-        'mean': mu,
-        'std': sd,
-        'val_auc': _auc(m.metrics[i]['val_scores'], ref['val_labels']),
-        'test_auc': float(m.metrics[i]['test']['auc']),
-      }
-      for m, w, (mu, sd) in zip(members, weights, stats[i], strict=True)
-    ]
-    fused_val_auc = _auc(val, ref['val_labels'])
-    record = {
-      'iteration': i,
-      'normal_fold': ref['normal_fold'],
-      'abnormal_half': ref['abnormal_half'],
-      'n_train': ref['n_train'],
-      'n_val': ref['n_val'],
-      'n_test': ref['n_test'],
-      'history': {'epoch': [], 'train_loss': []},
-      'validation': {'epoch': [], 'auc': [], 'loss': []},
-      'selection': f'fusion rule {best["name"]} (mean validation AUC)',
-      'selected_epoch': None,
-      'selection_metric': fused_val_auc,
-      'threshold': {'method': threshold, 'value': cut},
-      'val_scores': val.tolist(),
-      'val_labels': ref['val_labels'],
-      'test': metrics_lib.classification_metrics(test, ref['test_labels'], cut),
-      'test_scores': test.tolist(),
-      'test_labels': ref['test_labels'],
-      'test_names': ref['test_names'],
-      'ensemble': {'rule': best['name'], 'members': per_member},
-      # Each member's share of the fused score (w z), drawn by the report beside the total.
-      'test_score_parts': {
-        m.label: (w * z).tolist() for m, w, z in zip(members, weights, z_test[i], strict=True) if w
-      },
-    }
-    if 'val_names' in ref:
-      record['val_names'] = ref['val_names']
-    if i in z_extra:
-      extra = ref['extra_test']
-      normal = np.asarray(ref['test_labels']) == 0
-      scores = _fused(z_extra[i], weights)
-      binary = np.r_[np.zeros(int(normal.sum()), int), np.ones(len(scores), int)]
-      record['extra_test'] = {
-        'classes': extra['classes'],
-        'metrics': metrics_lib.classification_metrics(
-          np.concatenate([test[normal], scores]), binary, cut
-        ),
-        'scores': scores.tolist(),
-        'names': extra['names'],
-      }
-    io.write_json(run.metrics(i), record)
-    results.append(record)
+    results.append(_iteration_record(members, i, z[i], rule, threshold, quantile))
+    io.write_json(run.metrics(i), results[-1])
+  note = f'score fusion of {", ".join(m.label for m in members)}, rule {rule["name"]}'
+  summary = evaluate.write_summary(inference.load_config(workdir), workdir, results, note=note)
 
-  config = inference.load_config(workdir)
-  summary = evaluate.write_summary(config, workdir, results)
-  fused_val = float(np.mean([r['selection_metric'] for r in results]))
+  def over_iterations(k, key):
+    return [r['ensemble']['members'][k][key] for r in results]
+
   out = {
-    'summary': summary,
-    'rule': {'name': best['name'], 'weights': weights, 'val_auc': best['val_auc']},
+    'rule': rule,
+    'candidates': tried,
     'members': [
       {
         'run': m.path,
         'label': m.label,
         'model': m.record.get('model_name'),
         'weight': w,
-        'val_auc': float(np.mean([r['ensemble']['members'][k]['val_auc'] for r in results])),
-        'test_auc': float(np.mean([r['ensemble']['members'][k]['test_auc'] for r in results])),
-        'test_auc_std': float(np.std([r['ensemble']['members'][k]['test_auc'] for r in results])),
+        'val_auc': float(np.mean(over_iterations(k, 'val_auc'))),
+        'test_auc': float(np.mean(over_iterations(k, 'test_auc'))),
+        'test_auc_std': float(np.std(over_iterations(k, 'test_auc'))),
       }
-      for k, (m, w) in enumerate(zip(members, weights, strict=True))
+      for k, (m, w) in enumerate(zip(members, rule['weights'], strict=True))
     ],
     'fused': {
-      'val_auc': fused_val,
+      'val_auc': float(np.mean([r['selection_metric'] for r in results])),
       'test_auc': summary['metrics']['auc']['mean'],
       'test_auc_std': summary['metrics']['auc']['std'],
     },
     'iterations': iterations,
-    'candidates': tried,
+    'summary': summary,
   }
   io.write_text(os.path.join(workdir, ENSEMBLE_MD), markdown(out))
   out['seconds'] = time.perf_counter() - start
@@ -440,8 +463,8 @@ def fuse(
     len(members),
     len(iterations),
     out['seconds'],
-    best['name'],
-    fused_val,
+    rule['name'],
+    out['fused']['val_auc'],
   )
   return out
 
