@@ -46,6 +46,7 @@ from absl import logging
 from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.run import fingerprint as fingerprint_lib
+from uadjax.run import records
 from uadjax.run.layout import RunDir
 
 MODEL_NAME = 'ensemble'
@@ -330,7 +331,7 @@ def _iteration_record(members, i, z, rule, threshold, quantile) -> dict:
   ref, weights = members[0].metrics[i], rule['weights']
   val, test = _fused(z['val'], weights), _fused(z['test'], weights)
   cut = metrics_lib.select_threshold(val, ref['val_labels'], threshold, quantile)
-  record = {
+  fields = {
     **{k: ref[k] for k in _SPLIT_KEYS},
     'history': {'epoch': [], 'train_loss': []},
     'validation': {'epoch': [], 'auc': [], 'loss': []},
@@ -364,13 +365,13 @@ def _iteration_record(members, i, z, rule, threshold, quantile) -> dict:
     },
   }
   if 'val_names' in ref:
-    record['val_names'] = ref['val_names']
+    fields['val_names'] = ref['val_names']
   if 'extra' in z:
     # The test-only class against the test normals, with the same rule and threshold.
     normal = np.asarray(ref['test_labels']) == 0
     extra = _fused(z['extra'], weights)
     binary = np.r_[np.zeros(int(normal.sum()), int), np.ones(len(extra), int)]
-    record['extra_test'] = {
+    fields['extra_test'] = {
       'classes': ref['extra_test']['classes'],
       'metrics': metrics_lib.classification_metrics(
         np.concatenate([test[normal], extra]), binary, cut
@@ -378,7 +379,7 @@ def _iteration_record(members, i, z, rule, threshold, quantile) -> dict:
       'scores': extra.tolist(),
       'names': ref['extra_test']['names'],
     }
-  return record
+  return records.IterationRecord(**fields).to_json()
 
 
 def fuse(

@@ -273,6 +273,9 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
   """Writes the figures and `report.md` of a finished (or partly finished) run.
 
+  The first line says how the run was made: its schedule, or the config's `description` where
+  it has one (a run that did not train: a fused run, `uadjax.ensemble`).
+
   Args:
     workdir: the run folder (config.json, iter_XX/metrics.json, checkpoints).
     outdir: where to write (default `workdir/report`).
