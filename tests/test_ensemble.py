@@ -256,3 +256,33 @@ def test_the_entry_point_fuses_and_report_and_compare_read_the_run(
     timeout=300,
   )
   assert refused.returncode == 2 and 'two runs or more' in refused.stderr
+
+
+def test_a_test_only_class_is_fused_with_the_same_rule_and_threshold(
+  tiny_run, intensity_run, tmp_path
+):
+  members = [_copy(run, tmp_path / name) for run, name in ((tiny_run, 'a'), (intensity_run, 'b'))]
+  for k, run in enumerate(members):
+
+    def add_outliers(record, k=k):  # the fundus runs' test-only class, as evaluate writes it
+      record['extra_test'] = {
+        'classes': ['Outlier'],
+        'metrics': {},
+        'scores': [float(v) * (k + 1) for v in record['val_scores'][:3]],
+        'names': ['o1.png', 'o2.png', 'o3.png'],
+      }
+
+    _edit_metrics(run, add_outliers)
+  result = ensemble.fuse(members, tmp_path / 'ens')
+  assert result['summary']['extra_test']['classes'] == ['Outlier']
+  for i in (0, 1):
+    fused = _metrics(tmp_path / 'ens', i)
+    expected = sum(
+      m['weight'] * (np.asarray(_metrics(run, i)['extra_test']['scores']) - m['mean']) / m['std']
+      for m, run in zip(fused['ensemble']['members'], members, strict=True)
+    )
+    np.testing.assert_allclose(fused['extra_test']['scores'], expected, rtol=1e-12)
+    normal = np.asarray(fused['test_labels']) == 0
+    flagged = np.sum(np.asarray(fused['test_scores'])[normal] >= fused['threshold']['value'])
+    assert fused['extra_test']['metrics']['fp'] == flagged  # the test normals, same threshold
+  assert 'Test-only class Outlier' in (tmp_path / 'ens' / 'summary.md').read_text()
