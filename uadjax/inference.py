@@ -6,7 +6,8 @@ Attributes:
   finished_iterations: the iterations with a `metrics.json`, and those metrics.
   IterationModel: one iteration's selected variables and threshold, with `outputs`, `score`,
     `reconstruct` and (classifiers) `class_maps` on numpy batches.
-  load_models: the `IterationModel` of every (or some) finished iteration of a run.
+  load_models: the `IterationModel` of every (or some) finished iteration of a run (a fused
+    run's: `uadjax.ensemble`).
 
 Nothing here trains or writes: the reports and `uadjax.predict` build on it.
 """
@@ -179,7 +180,8 @@ def _shapes(tree) -> dict:
 
 
 def load_models(workdir: str, iterations=None, config=None) -> list[IterationModel]:
-  """The selected model of each finished iteration of a run.
+  """The selected model of each finished iteration of a run (of a fused run: the
+  `uadjax.ensemble.EnsembleModel`s, which score, map and threshold as these do).
 
   Args:
     workdir: the run folder.
@@ -191,6 +193,11 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
       variables or image shape differ from what the run's config builds.
   """
   config = config or load_config(workdir)
+  from uadjax import ensemble  # it builds on this module
+
+  if ensemble.is_ensemble(config):
+    # A fused run has no checkpoints of its own: its members' models and its saved rule.
+    return ensemble.load_models(workdir, iterations, config)
   metrics = finished_iterations(workdir)
   run = RunDir(workdir)
   have = [i for i in metrics if os.path.isdir(run.best(i))]

@@ -77,6 +77,7 @@ def evaluate(
     threshold={'method': c.cv.threshold, 'value': threshold},
     val_scores=[float(s) for s in val_scores],
     val_labels=[int(v) for v in labels[split.val]],
+    val_names=[protocol.dataset.names[i] for i in split.val],
     test=test,
     test_scores=[float(s) for s in test_scores],
     test_labels=[int(v) for v in labels[split.test]],

@@ -207,11 +207,9 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
     )
   threshold = model.threshold
   names = chosen['test_names']
-  kept = (
-    f'epoch {model.epoch}'
-    if model.epoch is not None
-    else f'fitted, {chosen.get("selected_candidate") or "one candidate"}'
-  )
+  # What was kept: a trained family's epoch, a fitted family's candidate (a fused run: none).
+  kept = chosen.get('selected_candidate')
+  kept = f', epoch {model.epoch}' if model.epoch is not None else f', {kept}' if kept else ''
   counts = metrics_lib.confusion(scores, labels, threshold)
   add(
     'Test images by outcome',
@@ -224,9 +222,9 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
       threshold,
       os.path.join(outdir, 'examples.png'),
       names=names,
-      title=f'{model_name}, iteration {label}, {kept}',
+      title=f'{model_name}, iteration {label}{kept}',
     ),
-    f'Iteration {label} ({why}), {kept}: per outcome (TN {counts["tn"]}, '
+    f'Iteration {label} ({why}){kept}: per outcome (TN {counts["tn"]}, '
     f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
     '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
   )
@@ -287,6 +285,9 @@ def _schedule(config) -> str:
 
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
   """Writes the figures and `report.md` of a finished (or partly finished) run.
+
+  The first line says how the run was made: its schedule, or the config's `description` where
+  it has one (a run that did not train: a fused run, `uadjax.ensemble`).
 
   Args:
     workdir: the run folder (config.json, iter_XX/metrics.json, checkpoints).
@@ -424,7 +425,8 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
         {'iteration': it, 'why': why, 'sections': image_sections, 'notes': notes},
       )
   sections += image_sections
-  samples = _samples(run, it, [p.name for p in families.get(config.model_name).phases])
+  family = families.FAMILIES.get(config.model_name)  # none for a fused run
+  samples = _samples(run, it, [p.name for p in family.phases] if family else [])
   if samples is not None:
     arrays, folder = samples
     add(
@@ -449,11 +451,14 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
       'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
     }
   study = tables.study_row_for(config)
+  # `description`: how a run that did not train was made (a fused run), instead of its schedule.
+  how = config.get('description') or f'{_schedule(config)}, threshold by {config.cv.threshold}'
+
   lines = [
     f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
     '',
-    f'{len(metrics_list)} iterations, {_schedule(config)}, threshold by '
-    f'{config.cv.threshold}, images {config.data.image_size}x{config.data.image_size}.',
+    f'{len(metrics_list)} iterations, {how.rstrip(".")}, images '
+    f'{config.data.image_size}x{config.data.image_size}.',
     '',
     tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
     '',

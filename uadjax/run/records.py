@@ -48,14 +48,20 @@ class IterationRecord:
     validation: {'epoch', 'auc', 'loss'} at every validation.
     selection, selected_epoch, selection_metric: how the checkpoint was chosen, and its epoch
       (None for a fitted family, which has no epochs: `validation` then names its candidates,
-      {'candidate', 'auc', 'loss'}, and `selected_candidate` the one kept).
+      {'candidate', 'auc', 'loss'}, and `selected_candidate` the one kept; None for a fused
+      run, nothing trained).
     threshold: {'method', 'value'} chosen on the validation scores.
     val_scores, val_labels: the selected model's validation scores and labels.
+    val_names: the validation images, in the order of `val_scores` (runs written before it
+      existed lack it).
     test: the test metrics (auc, accuracy, recall, precision, f1, specificity, ...).
     test_scores, test_labels, test_names: per test image.
     extra_test: the test-only class against the test normals ({'classes', 'metrics', 'scores',
       'names'}), where the data has one.
-    test_score_parts: {term: per test image} of a composite score (f-AnoGAN).
+    test_score_parts: {term: per test image} of a composite score (f-AnoGAN; a fused run: each
+      member's weighted standardised score).
+    ensemble: a fused run's rule of the iteration ({'rule', 'members': [{'run', 'weight',
+      'mean', 'std', 'val_auc', 'test_auc'}]}; `uadjax.ensemble`).
   """
 
   iteration: int
@@ -76,9 +82,11 @@ class IterationRecord:
   test_scores: list
   test_labels: list
   test_names: list
+  val_names: list | None = None
   extra_test: dict | None = None
   test_score_parts: dict | None = None
   selected_candidate: str | None = None
+  ensemble: dict | None = None
 
   def to_json(self) -> dict:
     """The record as metrics.json holds it (absent optional fields left out)."""
