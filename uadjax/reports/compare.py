@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from uadjax import families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.reports import tables
-from uadjax.reports.figures import _colors, _save
+from uadjax.reports.figures import iteration_colors, save_png
 
 METRICS = ('auc', 'accuracy', 'recall', 'precision', 'f1')
 
@@ -83,7 +83,7 @@ def plot_roc(rows: Sequence[dict], path) -> str:
   """Each run's mean test ROC curve with a ±1 std band, and its mean AUC in the legend."""
   fig = Figure(figsize=(6.2, 5.4), layout='constrained')
   ax = fig.subplots()
-  for row, color in zip(rows, _colors(len(rows)), strict=True):
+  for row, color in zip(rows, iteration_colors(len(rows)), strict=True):
     fpr, tpr, std = mean_roc(row['iterations'])
     if tpr is None:
       continue
@@ -108,7 +108,7 @@ def plot_roc(rows: Sequence[dict], path) -> str:
   ax.set_title('Test ROC, mean over iterations (band: ±1 std)')
   ax.grid(True, alpha=0.3)
   ax.legend(loc='lower right', fontsize='small')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def compare_runs(workdirs: Sequence[str], outdir: str) -> dict:

@@ -1,13 +1,15 @@
 """Figures of one cross-validation run, drawn from its per-iteration `metrics.json` dicts.
 
 Attributes:
-  plot_training_curves: training loss and validation AUC per epoch, one line per iteration.
+  plot_training_curves: training loss and validation AUC per epoch, one line per iteration
+    (a fitted run: `plot_candidates`, the validation AUC of each candidate).
   plot_threshold_selection: precision, recall and F1 against the threshold, one iteration.
   plot_threshold_selection_grid: the same, one small panel per iteration.
   plot_score_histograms: test score histograms, normal vs abnormal, one panel per iteration.
   plot_score_parts: histograms of each part of a composite score (f-AnoGAN), one iteration.
   write_run_figures: training curves, threshold selection grid and score histograms, under fixed
     names in one folder.
+  save_png, iteration_colors: what every figure module of uadjax.reports draws with.
 
 Figures are built on `matplotlib.figure.Figure` with an Agg canvas rather than through pyplot,
 so nothing here switches the global backend or keeps figures alive in pyplot's registry: the
@@ -60,7 +62,7 @@ def _floats(values) -> np.ndarray:
   return np.array([np.nan if v is None else v for v in values], np.float64).reshape(-1)
 
 
-def _save(fig: Figure, path) -> str:
+def save_png(fig: Figure, path) -> str:
   """Writes `fig` as a PNG at `path`, creating parent folders, and releases it."""
   path = os.fspath(path)
   parent = os.path.dirname(path)
@@ -90,7 +92,7 @@ def _empty_panel(ax, text: str) -> None:
   ax.grid(False)
 
 
-def _colors(n: int) -> list:
+def iteration_colors(n: int) -> list:
   """One distinct colour per iteration: tab10 for up to 10, tab20 beyond."""
   cmap = colormaps['tab10' if n <= 10 else 'tab20']
   return [cmap(i % cmap.N) for i in range(n)]
@@ -117,7 +119,7 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
     return plot_candidates(metrics_list, path)
   fig = Figure(figsize=(12, 4.4), layout='constrained')
   ax_loss, ax_auc = fig.subplots(1, 2)
-  colors = _colors(len(metrics_list))
+  colors = iteration_colors(len(metrics_list))
   handles = []
   has_val_loss = False
   for metrics, color in zip(metrics_list, colors, strict=True):
@@ -199,7 +201,7 @@ def plot_training_curves(metrics_list: Sequence[dict], path) -> str:
       fontsize='small',
       frameon=False,
     )
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def _draw_threshold_panel(ax, metrics: dict, *, small: bool) -> bool:
@@ -256,7 +258,7 @@ def plot_candidates(metrics_list: Sequence[dict], path) -> str:
   fig = Figure(figsize=(max(6.0, 1.2 * len(names) + 4), 4.4), layout='constrained')
   ax = fig.subplots()
   handles = []
-  for metrics, color in zip(metrics_list, _colors(len(metrics_list)), strict=True):
+  for metrics, color in zip(metrics_list, iteration_colors(len(metrics_list)), strict=True):
     validation = metrics['validation']
     y = _floats(validation['auc'])
     x = np.arange(len(y))  # candidates come in the task's order in every iteration
@@ -273,7 +275,7 @@ def plot_candidates(metrics_list: Sequence[dict], path) -> str:
   ax.axhline(0.5, color='0.5', lw=0.8, ls=':')
   ax.grid(True, alpha=0.3)
   fig.legend(handles=handles, loc='outside right center', title='iteration (g/b)', fontsize='small')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def plot_threshold_selection(metrics: dict, path) -> str:
@@ -297,7 +299,7 @@ def plot_threshold_selection(metrics: dict, path) -> str:
     ax.set_xlabel('threshold (anomaly score)')
     ax.set_ylabel('metric of score >= threshold')
     ax.legend(loc='lower left', fontsize='small')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def plot_threshold_selection_grid(metrics_list: Sequence[dict], path) -> str:
@@ -346,7 +348,7 @@ def plot_threshold_selection_grid(metrics_list: Sequence[dict], path) -> str:
   methods = {(m.get('threshold') or {}).get('method') for m in metrics_list}
   how = ' (F1 maximised)' if methods == {'f1'} else ''
   fig.suptitle(f'Threshold selection on validation scores{how}')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def _threshold_handle() -> Line2D:
@@ -428,7 +430,7 @@ def plot_score_histograms(metrics_list: Sequence[dict], path, bins: int = 20) ->
       frameon=False,
     )
   fig.suptitle('Test anomaly scores per iteration')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 # A run's figures (written with its summary), and the file beside them that says what they were
@@ -529,4 +531,4 @@ def plot_score_parts(metrics: dict, path, bins: int = 20) -> str:
     frameon=False,
   )
   fig.suptitle(f'Parts of the test score ({iteration_label(metrics)})')
-  return _save(fig, path)
+  return save_png(fig, path)

@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from uadjax.reports.figures import _save
+from uadjax.reports.figures import save_png
 
 # (name, true label, predicted label), laid out as the confusion matrix: rows = truth.
 CATEGORIES = (
@@ -204,7 +204,7 @@ def plot_examples(
     f'residual colour scale 0 to {vmax:.3g}',
     fontsize='small',
   )
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def plot_anomaly_maps(
@@ -277,7 +277,7 @@ def plot_anomaly_maps(
     f'{threshold:.4g}' + ('; cyan: true lesion' if masks is not None else ''),
     fontsize='small',
   )
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def _tile_shape(maps) -> tuple[int, int]:
@@ -359,7 +359,7 @@ def save_overlay(
   fig.colorbar(shown, ax=ax_map, shrink=0.8)
   if title:
     fig.suptitle(title, fontsize='small')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
@@ -381,7 +381,7 @@ def plot_image_grid(images, path, title: str = '', columns: int = 8) -> str:
     _show(ax, image)
   if title:
     fig.suptitle(title, fontsize='small')
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def blend_heatmap(image, heatmap, *, alpha: float = 0.5, cmap: str = 'jet') -> np.ndarray:
@@ -456,7 +456,7 @@ def plot_extremes(
   fig.suptitle(
     (title + '\n' if title else '') + f'difference colour scale 0 to {vmax:.3g}', fontsize='small'
   )
-  return _save(fig, path)
+  return save_png(fig, path)
 
 
 def plot_cams(images, cams: dict, path, names: Sequence[str], captions: Sequence[str]) -> str:
@@ -487,4 +487,4 @@ def plot_cams(images, cams: dict, path, names: Sequence[str], captions: Sequence
     'class-activation maps for class 1 (abnormal: poor quality); jet colours, red = high',
     fontsize='small',
   )
-  return _save(fig, path)
+  return save_png(fig, path)
