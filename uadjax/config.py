@@ -7,7 +7,8 @@ Attributes:
     `train.epochs` a positive multiple of `cv.val_every`, `cv.iterations` in range, and an
     image size the model's down- and up-sampling can take, checked by tracing the model with
     `jax.eval_shape`, which computes nothing).
-  fit_only: whether the config's family is fitted, not trained (no training fields checked).
+  trains: whether the config's run trains (a fitted family's and a fused run's do not: their
+    training fields are not checked).
   n_iterations: how many iterations the config's protocol has (10 for 2x5, 1 for a hold-out).
   selected_iterations: `cv.iterations` ('' = all, or '0,3,7') as a sorted list.
   RESUMABLE_CHANGES: fields that may differ between a run and its resumption.
@@ -130,13 +131,16 @@ def selected_iterations(config, n: int | None = None) -> list[int]:
   return chosen
 
 
-def fit_only(config) -> bool:
-  """Whether `config.model_name` is a fitted family (`FitTask`): no epochs, batches,
-  optimiser or augmentation to check (an unknown name: False, the model check names it)."""
+def trains(config) -> bool:
+  """Whether the config's run trains: not a fitted family's (`FitTask`: no epochs, batches,
+  optimiser or augmentation to check) nor a fused run's (`uadjax.ensemble`, whose training
+  fields are its first member's). An unknown model name trains (the model check names it)."""
   from uadjax import families
 
+  if 'ensemble' in config:
+    return False
   family = families.FAMILIES.get(_get(config, 'model_name'))
-  return bool(family and family.task.fit_only)
+  return not (family and family.task.fit_only)
 
 
 def _check_protocol(ck: _Checker, config) -> None:
@@ -144,7 +148,7 @@ def _check_protocol(ck: _Checker, config) -> None:
   ck.positive_int('train.score_batch')
   # (The protocol's internal 'task' selection, f-AnoGAN's GAN phase, is never a user's.)
   ck.one_of('cv.selection', SELECTIONS)
-  fitted = fit_only(config)
+  fitted = not trains(config)
   if not fitted:
     ck.positive_int('train.batch_size')
     ck.schedule('train.epochs', 'cv.val_every')

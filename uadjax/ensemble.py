@@ -40,6 +40,8 @@ import itertools
 import os
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
@@ -62,8 +64,9 @@ _SPLIT_FIELDS = (
   'cv.normal_fractions',
   'cv.abnormal_fractions',
 )
-# Data fields that make the images a model sees (predict reads new images once, for every member).
-_IMAGE_FIELDS = ('image_size', 'preprocess', 'dicom_window')
+# Data fields that make the images a model sees, but for their size: predict and the report read
+# new images once at each member's size, with these settings.
+_IMAGE_FIELDS = ('preprocess', 'dicom_window')
 # The split of an iteration, as its metrics.json gives it.
 _SPLIT_KEYS = ('iteration', 'normal_fold', 'abnormal_half', 'n_train', 'n_val', 'n_test')
 # What must be the same in an iteration's metrics.json of every member (the split).
@@ -177,7 +180,7 @@ def check_members(members: list[_Member]) -> list[int]:
       if a != b:
         raise EnsembleError(
           f'{first.path} and {m.path} differ in data.{field} ({a!r} vs {b!r}): their models '
-          'see other images (predict reads new images once, for every member).'
+          'see other images (predict reads new images once, with one setting, for every member).'
         )
   common = sorted(set.intersection(*(set(m.metrics) for m in members)))
   if not common:
@@ -302,6 +305,9 @@ def _config_record(members, rule, tried, step, threshold, quantile) -> dict:
     for m, w in zip(members, rule['weights'], strict=True)
   )
   record = {k: v for k, v in base.items() if k not in ('model', 'task', 'gan', 'study_note')}
+  # The largest of the members' image sizes: the size the fused maps are shown at.
+  sizes = [int(m.record['data']['image_size']) for m in members]
+  record['data'] = {**base['data'], 'image_size': max(sizes)}
   record.update(
     model_name=MODEL_NAME,
     model={},
@@ -317,6 +323,7 @@ def _config_record(members, rule, tried, step, threshold, quantile) -> dict:
       'members': [m.path for m in members],
       'labels': [m.label for m in members],
       'models': [m.record.get('model_name') for m in members],
+      'image_sizes': sizes,
       'rule': rule['name'],
       'weights': rule['weights'],
       'step': step,
@@ -503,8 +510,12 @@ class EnsembleModel:
     models: each member's `IterationModel` of this iteration (weight 0: not loaded).
     weights, means, stds: their weights and the statistics of their validation normals.
     threshold: the threshold chosen on the fused validation scores.
-    image_shape: (h, w, c) of the images (the same for every member).
+    image_shape: (h, w, c) of the fused maps (the largest of the members' sizes).
     epoch: None (nothing was trained: no epoch was selected).
+
+  Members may take images of other sizes (a 64x64 autoencoder and a 224x224 pretrained-feature
+  model): `outputs` then takes {size: images} with every member's size (`image_sizes`), each
+  preprocessed from the same files, and shows the members' maps at `image_shape`.
   """
 
   iteration: int
@@ -518,18 +529,29 @@ class EnsembleModel:
   supervised: bool = False  # the fused map is the members' maps, weighted (no class maps)
   can_reconstruct: bool = False
 
-  def outputs(self, images: np.ndarray) -> dict:
+  @property
+  def image_sizes(self) -> tuple[int, ...]:
+    """The image sizes the members take, in ascending order."""
+    return tuple(sorted({int(m.image_shape[0]) for m in self.models}))
+
+  def outputs(self, images) -> dict:
     """{'scores' (n,): the fused score; 'maps' (n, h, w): sum_k w_k map_k / std_k, each member's
-    map on the scale of its standardised score}, float32."""
+    map on the scale of its standardised score, resized to `image_shape`}, float32.
+
+    `images`: (n, h, w, c) preprocessed images, or {size: images} when the members take
+    several sizes (`image_sizes`)."""
+    side = int(self.image_shape[0])
     scores, maps = 0.0, 0.0
     for model, w, mu, sd in zip(self.models, self.weights, self.means, self.stds, strict=True):
-      s, mp = model.score(images)
+      s, mp = model.score(images_of_size(images, int(model.image_shape[0])))
       scores = scores + w * (np.asarray(s, np.float64) - mu) / sd
+      if mp.shape[1] != side:  # display only: the scores are the member's own
+        mp = jax.image.resize(jnp.asarray(mp), (len(mp), side, side), 'bilinear')
       maps = maps + w * np.asarray(mp, np.float64) / sd
     return {'scores': np.asarray(scores, np.float32), 'maps': np.asarray(maps, np.float32)}
 
-  def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fused scores (n,) and maps (n, h, w), float32, of (n, h, w, c) preprocessed images."""
+  def score(self, images) -> tuple[np.ndarray, np.ndarray]:
+    """Fused scores (n,) and maps (n, h, w), float32, of preprocessed images (see `outputs`)."""
     out = self.outputs(images)
     return out['scores'], out['maps']
 
@@ -540,6 +562,20 @@ class EnsembleModel:
   def class_maps(self, images, method='gradcam', targets=None, **kwargs):
     """A fused run has no class-activation maps of its own."""
     raise inference.RunError('A fused run has no class-activation maps (see its members).')
+
+
+def images_of_size(images, size: int):
+  """The (n, size, size, c) images of `images`: an array of that size, or {size: array}."""
+  if isinstance(images, dict):
+    if size not in images:
+      raise inference.RunError(f'No {size}x{size} images given (sizes: {sorted(images)}).')
+    return images[size]
+  if images.shape[1] != size:
+    raise inference.RunError(
+      f'A member takes {size}x{size} images; these are {images.shape[1]}x{images.shape[2]} '
+      "(give {size: images} for each of the members' sizes)."
+    )
+  return images
 
 
 def load_models(workdir: str, iterations=None, config=None) -> list[EnsembleModel]:

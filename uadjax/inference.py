@@ -123,6 +123,11 @@ class IterationModel:
     return out['scores'], out['maps']
 
   @property
+  def image_sizes(self) -> tuple[int, ...]:
+    """The image sizes the model takes (one; a fused run's may take several)."""
+    return (int(self.image_shape[0]),)
+
+  @property
   def can_reconstruct(self) -> bool:
     """Whether the model has a reconstruction to show (the autoencoders, f-AnoGAN's G(E(x)))."""
     return self.task.reconstructs

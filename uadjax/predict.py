@@ -75,31 +75,38 @@ def predict(
     raise DataError(f'{images_dir}: no image files here (PNG, JPEG, BMP, TIFF or DICOM).')
   config = inference.load_config(run)
   models = inference.load_models(run, iterations, config)
-  size = int(config.data.image_size)
+  size = int(config.data.image_size)  # the size shown (a fused run's largest)
+  # Each size a model takes (a fused run's members may take several): every file is read at each.
+  sizes = sorted({size, *(s for m in models for s in m.image_sizes)})
   window = tuple(dicom_window or data.option(config.data, 'dicom_window'))
+  preprocess = data.option(config.data, 'preprocess')
 
-  names, arrays, notes, rows_of_errors, reads = [], [], [], [], []
+  names, notes, rows_of_errors, reads = [], [], [], []
+  arrays = {s: [] for s in sizes}
   for path in files:
     rel = os.path.relpath(path, images_dir)
     try:
-      frames = readers.read_file(path, size, window, data.option(config.data, 'preprocess'))
+      read = {s: readers.read_file(path, s, window, preprocess) for s in sizes}
     except (DataError, ValueError) as e:
       rows_of_errors.append({'file': rel, 'error': str(e)})
       logging.warning('Skipped %s', e)
       continue
+    frames = read[size]
     reads.append((rel, frames))
-    for k, frame in enumerate(frames.images):
+    for k, _ in enumerate(frames.images):
       names.append(f'{rel}#{k}' if len(frames.images) > 1 else rel)
-      arrays.append(frame)
+      for s in sizes:
+        arrays[s].append(read[s].images[k])
       notes.append({'intensity': frames.intensity, 'warning': '; '.join(frames.warnings[k])})
   readers.log_reads(images_dir, reads)
 
   columns = ['file', 'score', 'threshold', 'decision', 'votes', 'intensity', 'warning', 'error']
   columns += [f'score_iter_{m.iteration:02d}' for m in models]
   rows = []
-  if arrays:
-    images = np.stack(arrays)
-    per_model = [m.score(images) for m in models]
+  if names:
+    images = np.stack(arrays[size])
+    batch = images if len(sizes) == 1 else {s: np.stack(a) for s, a in arrays.items()}
+    per_model = [m.score(batch) for m in models]
     scores = np.stack([s for s, _ in per_model])  # (iterations, n)
     map_name = 'anomaly map'
     if models[0].supervised and overlays:

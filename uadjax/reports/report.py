@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 
+import ml_collections
 import numpy as np
 from absl import logging
 from PIL import Image
@@ -54,9 +55,13 @@ def representative_iteration(metrics_list: list[dict]) -> dict:
   return metrics_list[int(np.nanargmin(np.abs(aucs - median)))]
 
 
-def _test_images(config, metrics: dict):
-  """The iteration's test images (in metrics.json order), and their masks if known."""
-  dataset = data.load(config.data)
+def _test_images(config, metrics: dict, size: int | None = None):
+  """The iteration's test images (in metrics.json order) at the config's image size (or
+  `size`), and their masks if known."""
+  data_config = config.data
+  if size is not None and size != int(config.data.image_size):
+    data_config = ml_collections.ConfigDict({**config.data.to_dict(), 'image_size': size})
+  dataset = data.load(data_config)
   index = {name: i for i, name in enumerate(dataset.names)}
   missing = [n for n in metrics['test_names'] if n not in index]
   if missing:
@@ -183,11 +188,17 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
   try:
     model = inference.load_models(workdir, [it], config)[0]
     test_images, masks = _test_images(config, chosen)
+    # A fused run's members may take other sizes: the same images at each.
+    others = [s for s in model.image_sizes if s != test_images.shape[1]]
+    batch = test_images
+    if others:
+      batch = {test_images.shape[1]: test_images}
+      batch.update({s: _test_images(config, chosen, s)[0] for s in others})
   except (inference.RunError, data.DataError, FileNotFoundError) as e:
     logging.warning('Report without image figures: %s', e)
     return sections, [f'Image figures left out: {e}']
   labels = np.asarray(chosen['test_labels'])
-  out = model.outputs(test_images)  # scores, maps and reconstructions in one pass
+  out = model.outputs(batch)  # scores, maps and reconstructions in one pass
   scores, maps = out['scores'], out['maps']
   supervised = model.supervised
   if supervised:
@@ -275,7 +286,7 @@ def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
 
 def _schedule(config) -> str:
   """How the run's models were made and chosen, for the report's first line."""
-  if config_lib.fit_only(config):
+  if not config_lib.trains(config):
     return f'fitted in one pass (no epochs), candidate selection by {config.cv.selection}'
   return (
     f'{config.train.epochs} epochs, validation every {config.cv.val_every}, checkpoint '
