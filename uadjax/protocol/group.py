@@ -164,7 +164,7 @@ class Group:
     the fold data's from `jax.eval_shape`; nothing computed), so it starts before the fold data
     and `restore`: the training call's tracing and lowering (Python) run while the fold's keys
     and the initial state's program compile (XLA, without the GIL), and its compilation while
-    the initial state is computed (README, "Start-up: compiling", for what it gains). The
+    the initial state is computed (docs/performance.md, start-up, for what it gains). The
     programs land in JAX's caches, so the first call compiles nothing (an `EpochsCall`'s
     validation programs compile at its first validation). A run that stops or fails meanwhile
     exits once the thread is done: it is no daemon, because an interpreter that shuts down

@@ -59,7 +59,7 @@ class ClassifierTask(Task):
 
   supervised: ClassVar[bool] = True
   # DenseNet121's scoring program compiled slower without the fusion emitters (4.88 s against
-  # 3.20 s, medians of three; `tools/compile_options_bench.py`, README "Start-up: compiling";
+  # 3.20 s, medians of three; `tools/compile_options_bench.py`, docs/performance.md start-up;
   # uadjax.compiler.SCORING): it keeps them.
   cpu_scoring_fusion_emitters: ClassVar[bool] = True
 
