@@ -83,6 +83,7 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
       epochs_per_call=100,  # epochs between progress lines (and checkpoint granularity)
       checkpoint_every=500,  # epochs between 'latest' checkpoints (also every 10 minutes)
       figures=True,
+      tensorboard=True,  # WORKDIR/tensorboard: losses, validation AUC, images (README)
     )
   )
 

@@ -10,7 +10,7 @@ plus its own settings from `config.task`, subclassing `Task`. It provides three 
 
 and may override the hooks below, whose defaults suit an unsupervised model. The engine, the
 protocol and `uadjax.inference` call every hook unconditionally, and read the class flags
-(`reconstructs`, `composite_score`, `supervised`) instead of probing for methods.
+(`reconstructs`, `anomaly_maps`, `composite_score`, `supervised`) instead of probing for methods.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class Task:
     supervised: trains on both classes (the classifier); the protocol then logs where its
       initial weights come from. The engine itself does not branch on it.
     reconstructs: `reconstruct` gives an image to show (the autoencoders, f-AnoGAN's G(E(x))).
+    anomaly_maps: `score`'s maps show where an image is anomalous (False where they are empty:
+      the classifier, whose maps are its CAMs, computed apart, and f-AnoGAN's GAN phase).
     composite_score: the score is a sum of terms that `score_parts` returns (f-AnoGAN: image
       and feature residuals); the test set's parts are kept in metrics.json.
     cpu_optimization_level: LLVM's level for the task's training and scoring programs on a
@@ -65,6 +67,7 @@ class Task:
 
   supervised: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
+  anomaly_maps: ClassVar[bool] = True
   composite_score: ClassVar[bool] = False
   cpu_optimization_level: ClassVar[int] = compiler.CPU_OPTIMIZATION_LEVEL
   cpu_scoring_fusion_emitters: ClassVar[bool] = False
