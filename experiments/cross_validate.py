@@ -9,7 +9,7 @@ report.md in WORKDIR/report, see experiments.report) is written, unless --norepo
 follows config.cv.figures, which the :tiny variant turns off). On several hosts, start the same
 command on each with --distributed (JAX's own multi-host runtime: jax.distributed.initialize
 reads the coordinator address, process count and id from the cluster environment, or from
---coordinator_address, --num_processes and --process_id; see the README's "Several processes").
+--coordinator_address, --num_processes and --process_id; see docs/performance.md).
 A bad config, bad data or a busy workdir exits with status 2 and one message; SIGTERM or
 Ctrl-C saves the latest checkpoint and exits with 128 + the signal.
 """

@@ -1,5 +1,5 @@
 r"""Compile time and run time of a family's programs with and without XLA:CPU's fusion emitters:
-the figures behind `uadjax.compiler`'s program kinds (README, "Start-up: compiling").
+the figures behind `uadjax.compiler`'s program kinds (docs/performance.md, start-up).
 
   .venv/bin/python tools/compile_options_bench.py --configs configs/headct/cae.py:quick \
       configs/headct/ssae.py:quick --programs=scoring,init,training --rounds=3

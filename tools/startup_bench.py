@@ -1,5 +1,5 @@
 r"""Start-up latency and whole-process time of a short run, against another checkout and the
-PyTorch peer: the figures of the README's "Start-up: compiling".
+PyTorch peer: the figures of docs/performance.md, "Start-up".
 
   .venv/bin/python tools/startup_bench.py --runs=5 --cache=cold --other=/path/to/other/checkout
   .venv/bin/python tools/startup_bench.py --runs=3 --cache=cold,warm --report \

@@ -7,7 +7,7 @@ compiles in 7.0 s instead of 10.1 s (fold-parallel: 9.1 s instead of 14.0 s) and
 (device epochs 348 against 344 img/s, fold-parallel 284 against 281, host loop 268 against 258),
 the SSAE's likewise (15.8 s against 23.0 s; 246 against 249 img/s); `python -m
 experiments.benchmark --nolayers` with and without `XLA_FLAGS=--xla_backend_optimization_level=1`,
-back to back (README, "Start-up: compiling"). A task can ask for another level
+back to back (docs/performance.md, start-up). A task can ask for another level
 (`Task.cpu_optimization_level`): DAGMM's programs trained 1-7 % slower at -O1 in three runs
 against two, so DAGMM keeps -O3. What is not the same is the last bits of the rounding: a result
 compiled at -O1 can differ from one compiled at -O3 in the sixth or seventh digit (the
@@ -19,8 +19,8 @@ Programs differ in how often they run, and each kind (`task_jit`) gets the optio
   SCORING   scores, maps and reconstructions of batches of images (validation, test, reports,
             predictions): at the task's level, without the fusion emitters (XLA's older loop
             emitters) unless the task keeps them (`Task.cpu_scoring_fusion_emitters`). Measured
-            on the 2-core development CPU (`tools/compile_options_bench.py`; README, "Start-up:
-            compiling"), the scoring programs of the CAE, SSAE, f-AnoGAN (64x64 and 256x256) and
+            on the 2-core development CPU (`tools/compile_options_bench.py`; docs/performance.md,
+            start-up), the scoring programs of the CAE, SSAE, f-AnoGAN (64x64 and 256x256) and
             DAGMM compiled 35-45 % faster that way, ran as fast and gave the same results bit
             for bit; DenseNet121's compiled slower, so the classifier keeps the emitters. The
             training programs compile 40 % faster without them too, but train 6 % slower (the

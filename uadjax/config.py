@@ -30,7 +30,13 @@ from uadjax import io
 
 # Fields that may change between a run and its resumption: they change speed or output, not
 # what is computed (fold-parallel and sequential runs agree to float tolerance).
-RESUMABLE_CHANGES = ('cv.parallel', 'cv.epochs_per_call', 'cv.checkpoint_every', 'cv.figures')
+RESUMABLE_CHANGES = (
+  'cv.parallel',
+  'cv.epochs_per_call',
+  'cv.checkpoint_every',
+  'cv.figures',
+  'cv.tensorboard',
+)
 
 # Keys that config.json holds beside the config itself (written by the protocol, never set by
 # a user): compared on their own, not as config fields.
@@ -183,8 +189,12 @@ def _check_protocol(ck: _Checker, config) -> None:
       selected_iterations(config)
     except ConfigError as e:
       ck.problems.append(str(e))
+<<<<<<< HEAD
   if fitted:
     return
+=======
+  ck.one_of('cv.tensorboard', (True, False), True)  # optional: older runs' configs lack it
+>>>>>>> docs
   ck.one_of('augment.backend', BACKENDS, 'jax')
   for field in ('augment.hflip', 'augment.affine_p'):
     ck.probability(field)

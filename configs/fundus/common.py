@@ -76,6 +76,7 @@ def fundus(arg: str | None = None) -> ml_collections.ConfigDict:
       epochs_per_call=10,
       checkpoint_every=50,
       figures=True,
+      tensorboard=True,  # WORKDIR/tensorboard: losses, validation AUC, images (README)
     )
   )
   # The study's part-2 numbers are of its private UWF set: shown as a reference only.

@@ -7,7 +7,7 @@ r"""Fundus image quality, supervised: DenseNet121 + a 2-class head, weighted cro
 The study: ImageNet-pretrained DenseNet121, SGD lr 1e-3, batch 64, 500 epochs, 224x224, the
 stratified 60/20/20 split, the checkpoint with the lowest validation loss, ImageNet
 normalisation. ImageNet weights cannot be downloaded here: give torchvision's as an .npz
-(README, "Fundus"); without it the network trains from scratch, and the log and summary say so.
+(docs/models.md); without it the network trains from scratch, and the log and summary say so.
 After training, the report draws the class-activation maps of the test images (`cam`).
 
 Reported by the study on its UWF set (a reference, not a target, on DRIMDB): accuracy 0.75,

@@ -24,6 +24,6 @@ def get_config(arg=None):
   if 'cpu' in common.parse_variants(arg):
     # The score, chosen by mean validation AUC over the 10 iterations among the variants of
     # experiments.rescore on a :cpu run with the study's score (brain + blur 1 px + top 5 %:
-    # 0.824; the study's image mean: 0.788). See the README's ablation table.
+    # 0.824; the study's image mean: 0.788). See docs/results.md's ablation table.
     config.task = dict(mask='brain', blur=1.0, reduction='topk', topk=0.05)
   return config

@@ -5,7 +5,7 @@ Variants (the text after ':' in --config=configs/headct/MODEL.py:VARIANT):
   quick   small enough for a 2-core CPU: 200 epochs, validation every 10.
   cpu     the CPU recipe (issue: the study's accuracy in at most 30 minutes on 2 cores): a
           shorter schedule with a higher, warmed-up and cosine-decayed learning rate; each
-          model's file adds its score choice (chosen on validation AUC only, see README).
+          model's file adds its score choice (chosen on validation AUC only, see docs/results.md).
   tiny    for tests: 4 epochs at 32x32 with a reduced network, 2 iterations.
   demo    `make demo`: the built-in phantoms, a short run of the full protocol on a CPU.
 Variants combine with commas; 'phantoms' alone switches the data source (e.g. 'quick,phantoms').
@@ -83,6 +83,7 @@ def headct(arg: str | None = None) -> ml_collections.ConfigDict:
       epochs_per_call=100,  # epochs between progress lines (and checkpoint granularity)
       checkpoint_every=500,  # epochs between 'latest' checkpoints (also every 10 minutes)
       figures=True,
+      tensorboard=True,  # WORKDIR/tensorboard: losses, validation AUC, images (README)
     )
   )
 

@@ -10,7 +10,7 @@ Expected: the study reported that DAGMM "did not work on this dataset" (one iter
 numbers), with two bugs uadjax does not copy: the energy in float16 and the scoring mixture of the
 last training batch. Here the energy is float32 (Cholesky, log-det, log-sum-exp, jitter) and the
 mixture is fitted on the whole training set at every validation. Variants worth trying
-(see the README's DAGMM notes): --config.model.latent=8, --config.task.lambda_cov=0.0005,
+(see docs/models.md, "DAGMM"): --config.model.latent=8, --config.task.lambda_cov=0.0005,
 --config.task.pretrain_steps=200 (reconstruction-only pre-training of the autoencoder).
 """
 
@@ -41,7 +41,7 @@ def get_config(arg=None):
   config.optimizer.clip_norm = 5.0  # study: gradient clipping at norm 5
   variants = common.parse_variants(arg)
   if 'cpu' in variants:
-    # Chosen on mean validation AUC over the 10 iterations (README): a code of 1, 200
+    # Chosen on mean validation AUC over the 10 iterations (docs/results.md): a code of 1, 200
     # reconstruction-only steps first, and z's reconstruction features taken inside the brain
     # mask with the brain's top-5 % residual (val 0.760; the same with the study's features
     # 0.687; the autoencoder alone with one Gaussian 0.665), then the mixture cut to one

@@ -66,7 +66,7 @@ def get_config(arg=None):
     config.cv.epochs_per_call = 50
     config.cv.checkpoint_every = 100
     # The score the CAE's and the SSAE's validation sets chose (brain + blur 1 px + top 5 %),
-    # applied to the image term; the feature term is the study's. See the README.
+    # applied to the image term; the feature term is the study's. See docs/results.md.
     config.task.update(dict(mask='brain', blur=1.0, reduction='topk', topk=0.05))
   if 'demo' in variants:
     shorten(config, dim=16, gan_epochs=40, select_every=10, checkpoint_every=20, epochs=20)

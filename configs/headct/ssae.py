@@ -31,6 +31,6 @@ def get_config(arg=None):
     # The CAE's score choice, confirmed on the SSAE's own validation sets: rescoring a :cpu run
     # trained with the study's score (experiments.rescore), brain + blur 1 px + top 5 % had the
     # best mean validation AUC over the 10 iterations (0.824; the study's multi-scale score:
-    # 0.778). The loss stays the study's; see the README's ablation table.
+    # 0.778). The loss stays the study's; see docs/results.md's ablation table.
     config.task.update(dict(mask='brain', blur=1.0, reduction='topk', topk=0.05))
   return config

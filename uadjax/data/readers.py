@@ -321,7 +321,7 @@ def read_files(
   """`read_file` of each path, in order; the first file that fails raises its `DataError`.
 
   Image files are decoded on one thread per usable CPU core: PIL decodes without the GIL (the
-  200 PNGs of the head-CT set: README, "Start-up: compiling"). A folder with DICOM files is
+  200 PNGs of the head-CT set: docs/performance.md, start-up). A folder with DICOM files is
   read in one thread (pydicom parses in Python, and its pixel decoders' thread safety is not
   promised)."""
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()

@@ -10,6 +10,7 @@ Modules:
   group      iterations trained together: placement, sharding, gathering, 'latest' checkpoints,
              resuming, the loop of compiled calls (`Group`, `iteration_groups`, `train_groups`)
   progress   history.json, progress.csv and the log line of every call
+  summaries  TensorBoard event files: WORKDIR/tensorboard/iter_XX, written after every call
   evaluate   threshold, test metrics, the test-only class, metrics.json, the summary
   driver     `run(config, workdir)`: the only driver (the family's phases, then the scored one)
 

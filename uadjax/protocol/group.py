@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from uadjax import checkpoint, io
 from uadjax import config as config_lib
-from uadjax.protocol import progress
+from uadjax.protocol import progress, summaries
 from uadjax.protocol.setup import Protocol
 from uadjax.run import stop
 from uadjax.run.layout import RunDir
@@ -117,6 +117,7 @@ class Group:
     self.latest = [checkpoint.Latest(run_dir.latest(i)) for i in iterations]
     self.histories = [None] * len(iterations)
     self.placement = Placement(len(iterations), parallel)
+    self.summaries = summaries.Summaries(protocol, run_dir)
 
   # -- resuming ----------------------------------------------------------------------------------
 
@@ -146,7 +147,8 @@ class Group:
     return carries
 
   def save_latest(self, carries: list[Carry]) -> None:
-    """Each iteration's 'latest' checkpoint and history.json (then `on_checkpoint`)."""
+    """Each iteration's 'latest' checkpoint and history.json (then `on_checkpoint`, and the
+    TensorBoard images)."""
     for k, i in enumerate(self.iterations):
       epoch = int(carries[k].epoch)
       self.latest[k].save(epoch, carries[k])
@@ -154,6 +156,7 @@ class Group:
         io.write_json(self.run_dir.history(i), self.histories[k])
         if self.on_checkpoint is not None:
           self.on_checkpoint(i, carries[k])
+        self.summaries.log_images(i, carries[k])
 
   # -- training ------------------------------------------------------------------------------
 
@@ -164,7 +167,7 @@ class Group:
     the fold data's from `jax.eval_shape`; nothing computed), so it starts before the fold data
     and `restore`: the training call's tracing and lowering (Python) run while the fold's keys
     and the initial state's program compile (XLA, without the GIL), and its compilation while
-    the initial state is computed (README, "Start-up: compiling", for what it gains). The
+    the initial state is computed (docs/performance.md, start-up, for what it gains). The
     programs land in JAX's caches, so the first call compiles nothing (an `EpochsCall`'s
     validation programs compile at its first validation). A run that stops or fails meanwhile
     exits once the thread is done: it is no daemon, because an interpreter that shuts down
@@ -205,6 +208,7 @@ class Group:
     fold = self.placement.put([self.p.fold_data(i) for i in self.iterations])
     carries = self.restore()
     epoch = int(carries[0].epoch)
+    self.summaries.resume_at(epoch)
     carry = self.placement.put(carries)
     if not stop.requested():
       compiling.result()  # the training call is compiled (or its error is raised here)
@@ -237,8 +241,10 @@ class Group:
         carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
       logs = self.placement.get(logs)
       epoch += validations * c.cv.val_every
+      first_epoch = epoch - validations * c.cv.val_every
       for k, log in enumerate(logs):
-        progress.append_history(self.histories[k], log, epoch - validations * c.cv.val_every)
+        progress.append_history(self.histories[k], log, first_epoch)
+      self.summaries.log_call(self.iterations, logs, first_epoch)
       progress.log_progress(
         self.run_dir.progress,
         self.iterations,
@@ -284,7 +290,8 @@ def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
 
 def train_groups(protocol, run_dir, groups, parallel, finish, on_checkpoint=None) -> None:
   """Trains each group of iterations and calls `finish(iteration, carry, history)` on each;
-  the 'latest' checkpoint managers are closed however training ends (a clean stop too)."""
+  the 'latest' checkpoint managers and the TensorBoard writers are closed however training
+  ends (a clean stop too)."""
   for group_iterations in groups:
     group = Group(protocol, run_dir, group_iterations, parallel, on_checkpoint)
     try:
@@ -294,3 +301,4 @@ def train_groups(protocol, run_dir, groups, parallel, finish, on_checkpoint=None
     finally:
       for m in group.latest:
         m.close()
+      group.summaries.close()

@@ -14,6 +14,9 @@ Workdir layout:
   progress.csv                       one row per iteration and compiled call: epoch, loss, val
                                      AUC, images/s, time left (the progress log, for plotting)
   summary.json, summary.md           mean ± std over the iterations
+  tensorboard/iter_XX/               TensorBoard event files, one TensorBoard run per iteration:
+                                     loss, validation AUC, learning rate, images
+                                     (`uadjax.protocol.summaries`; off with cv.tensorboard=False)
   figures/*.png                      training curves, threshold selection, score histograms
   report/                            report.md and its figures (`uadjax.reports.write_report`)
 
@@ -27,6 +30,7 @@ of metrics.json:
   gan/iter_XX/samples/selected.png   the selected generator's samples
   gan/iter_XX/gan.json               the selection; written last, it marks the phase done
   gan/progress.csv                   the phase's progress log
+  tensorboard/gan/iter_XX/           the phase's TensorBoard runs
 """
 
 from __future__ import annotations
@@ -107,6 +111,11 @@ class RunDir:
   def record(self, i: int, name: str) -> str:
     """A phase's record of iteration i ('gan.json'), written last: it marks the phase done."""
     return os.path.join(self.iteration(i), name)
+
+  def tensorboard(self, i: int) -> str:
+    """The TensorBoard run of iteration i: WORKDIR/tensorboard/iter_XX (a phase's under
+    tensorboard/PHASE/), so `tensorboard --logdir WORKDIR` lists every iteration and phase."""
+    return os.path.join(self.root, 'tensorboard', self.phase, f'iter_{i:02d}')
 
   def samples(self, i: int) -> str:
     """Generated sample grids of iteration i (a generative phase's)."""

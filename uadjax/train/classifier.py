@@ -58,8 +58,9 @@ class ClassifierTask(Task):
   imagenet_norm: bool = True
 
   supervised: ClassVar[bool] = True
+  anomaly_maps: ClassVar[bool] = False  # `score`'s maps are empty: the CAMs are computed apart
   # DenseNet121's scoring program compiled slower without the fusion emitters (4.88 s against
-  # 3.20 s, medians of three; `tools/compile_options_bench.py`, README "Start-up: compiling";
+  # 3.20 s, medians of three; `tools/compile_options_bench.py`, docs/performance.md start-up;
   # uadjax.compiler.SCORING): it keeps them.
   cpu_scoring_fusion_emitters: ClassVar[bool] = True
 

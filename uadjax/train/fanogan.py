@@ -121,6 +121,8 @@ class WGANTask(_Parts, Task):
   swd_levels: int = 3
   swd_patch: int = 7
 
+  anomaly_maps: ClassVar[bool] = False  # the critic's score has no map
+
   def init(self, key, image_shape) -> TrainState:
     """A fresh state for images of shape (h, w, c); optimiser states for G and D."""
     return _init_state(

@@ -398,7 +398,7 @@ class Engine:
     scores the test set after training, and the reports' and predictions' images) and a small
     program keeps the best variables (`compiled_select`), so the training program holds epochs
     only: the network's evaluation pass is compiled once a run instead of twice. Measured
-    (`python tools/compile_report.py`, README "Start-up: compiling"): see there.
+    (`python tools/compile_report.py`, docs/performance.md start-up): see there.
     """
     return not parallel and self.selection != 'task' and not self.task.fits_scorer
 
@@ -519,7 +519,7 @@ class Engine:
       def init(key):
         return initial_carry(self.task.init(key, shape))
 
-      return self.jit(init, ONCE)  # README, "Start-up: compiling"
+      return self.jit(init, ONCE)  # docs/performance.md, start-up
 
     return self.cached(('init', shape), build)
 

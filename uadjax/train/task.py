@@ -10,7 +10,8 @@ plus its own settings from `config.task`, subclassing `Task`. It provides three 
 
 and may override the hooks below, whose defaults suit an unsupervised model. The engine, the
 protocol and `uadjax.inference` call every hook unconditionally, and read the class flags
-(`reconstructs`, `composite_score`, `supervised`, `fit_only`) instead of probing for methods.
+(`reconstructs`, `anomaly_maps`, `composite_score`, `supervised`, `fit_only`) instead of probing
+for methods.
 
 A task that fits instead of trains (`FitTask`: the pretrained-feature families, the intensity
 baseline) has no epochs, no optimiser and no train step: the protocol calls its `fit` once per
@@ -59,6 +60,8 @@ class Task:
       initial weights come from. The engine itself does not branch on it.
     fit_only: a `FitTask`: fitted in one pass (`uadjax.protocol.fit`), never trained.
     reconstructs: `reconstruct` gives an image to show (the autoencoders, f-AnoGAN's G(E(x))).
+    anomaly_maps: `score`'s maps show where an image is anomalous (False where they are empty:
+      the classifier, whose maps are its CAMs, computed apart, and f-AnoGAN's GAN phase).
     composite_score: the score is a sum of terms that `score_parts` returns (f-AnoGAN: image
       and feature residuals); the test set's parts are kept in metrics.json.
     cpu_optimization_level: LLVM's level for the task's training and scoring programs on a
@@ -71,6 +74,7 @@ class Task:
   supervised: ClassVar[bool] = False
   fit_only: ClassVar[bool] = False
   reconstructs: ClassVar[bool] = False
+  anomaly_maps: ClassVar[bool] = True
   composite_score: ClassVar[bool] = False
   cpu_optimization_level: ClassVar[int] = compiler.CPU_OPTIMIZATION_LEVEL
   cpu_scoring_fusion_emitters: ClassVar[bool] = False
