@@ -189,12 +189,9 @@ def _check_protocol(ck: _Checker, config) -> None:
       selected_iterations(config)
     except ConfigError as e:
       ck.problems.append(str(e))
-<<<<<<< HEAD
+  ck.one_of('cv.tensorboard', (True, False), True)  # optional: older runs' configs lack it
   if fitted:
     return
-=======
-  ck.one_of('cv.tensorboard', (True, False), True)  # optional: older runs' configs lack it
->>>>>>> docs
   ck.one_of('augment.backend', BACKENDS, 'jax')
   for field in ('augment.hflip', 'augment.affine_p'):
     ck.probability(field)
