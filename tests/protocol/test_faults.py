@@ -740,3 +740,25 @@ def test_rescore_names_the_variant_and_iteration_whose_scores_are_not_finite():
   text = rescore.markdown(results)
   assert 'ssim: scores not finite (iteration 0 val): its AUC is nan.' in text
   assert 'study: scores not finite' not in text
+
+
+def test_only_the_storage_errors_of_the_folder_become_one_line(tmp_path):
+  import errno
+
+  from uadjax.run import storage
+
+  folder = str(tmp_path / 'run')
+  # A write that finds the disk full after its file was opened names no path.
+  with pytest.raises(storage.WorkdirError, match=f'^{folder}: writing failed: no space left'):
+    with storage.reported(folder):
+      raise OSError(errno.ENOSPC, 'No space left on device')
+  with pytest.raises(storage.WorkdirError, match='permission denied'):
+    with storage.reported(folder):
+      raise PermissionError(errno.EACCES, 'Permission denied', f'{folder}/iter_00/history.json')
+  # Elsewhere, or not the storage's fault: left as it is.
+  with pytest.raises(FileNotFoundError):
+    with storage.reported(folder):
+      raise FileNotFoundError(errno.ENOENT, 'No such file', str(tmp_path / 'data' / 'x.png'))
+  with pytest.raises(OSError, match='Too many open files'):
+    with storage.reported(folder):
+      raise OSError(errno.EMFILE, 'Too many open files')

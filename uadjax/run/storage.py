@@ -23,6 +23,19 @@ class WorkdirError(RuntimeError):
   space."""
 
 
+# The errors a write to a full, read-only or forbidden folder gives, where the failing call
+# names no path (a `write` that finds the disk full after its file was opened).
+_STORAGE_ERRNOS = (
+  errno.ENOSPC,
+  errno.EDQUOT,
+  errno.EFBIG,
+  errno.EROFS,
+  errno.EACCES,
+  errno.EPERM,
+  errno.EIO,
+)
+
+
 def _existing(folder: str) -> str:
   """`folder`, or the nearest of its parents that exists (where it would be created)."""
   path = os.path.abspath(folder)
@@ -103,13 +116,17 @@ def is_under(path: str | None, folder: str) -> bool:
 
 @contextlib.contextmanager
 def reported(folder: str, doing: str = 'writing', hint: str = RESUMES):
-  """Inside the block, an OSError about a path under `folder` (or one without a path) becomes
-  a WorkdirError naming the folder, the cause and the free space (`describe`, with `hint`: a
-  run resumes (RESUMES), a report or predictions are written again (REWRITES)). A
-  checkpoint's error says which save failed (its `doing`, set by `uadjax.checkpoint`)."""
+  """Inside the block, an OSError about a path under `folder` (or one without a path that the
+  storage gives: no space, read-only, no permission, an I/O error) becomes a WorkdirError
+  naming the folder, the cause and the free space (`describe`, with `hint`: a run resumes
+  (RESUMES), a report or predictions are written again (REWRITES)). A checkpoint's error says
+  which save failed (its `doing`, set by `uadjax.checkpoint`); any other error is left as it
+  is."""
   try:
     yield
   except OSError as e:
     if e.errno is None or (e.filename and not is_under(e.filename, folder)):
       raise
+    if not e.filename and e.errno not in _STORAGE_ERRNOS:
+      raise  # no path, and not the storage's fault: not for this message
     raise WorkdirError(describe(folder, e, getattr(e, 'doing', doing), hint)) from e
