@@ -6,7 +6,7 @@ An iteration has diverged at the first epoch whose mean training loss is
   - larger in magnitude than FACTOR x max(1, |untrained loss|), the untrained loss being the
     first step's loss of the first epoch (`uadjax.train.loop.Engine.run_epoch`'s 'start_loss').
     A loss a million times the untrained model's is no longer training (the CAE at
-    learning_rate=1e4: 1.8e27 in its first epoch, against an untrained 0.07); the floor of 1
+    learning_rate=1e4: 1.5e27 in its first epoch, against an untrained 0.22); the floor of 1
     keeps a loss that starts near 0 (a critic's) from being called diverged for growing to a
     few units.
 It is stopped after the compiled call in which it diverged: nothing more is trained, saved or
