@@ -58,7 +58,7 @@ _STORAGE_ERRORS = (
 def _is_closed_loop_echo(kind, value, tb) -> bool:
   """The echo of a failed save: TensorStore writes still in flight when Orbax's event loop
   closed on the first failure complete later, and their callbacks raise 'Event loop is
-  closed' in TensorStore's threads, which print it through `sys.excepthook`."""
+  closed' in TensorStore's threads, which Python prints as an unraisable exception."""
   if not (kind is RuntimeError and str(value) == 'Event loop is closed'):
     return False
   while tb is not None and tb.tb_next is not None:
@@ -67,18 +67,23 @@ def _is_closed_loop_echo(kind, value, tb) -> bool:
 
 
 def _quiet_closed_loop_echoes() -> None:
-  """From now on `sys.excepthook` drops `_is_closed_loop_echo`s (once a save has failed: the
-  failure itself is raised to the caller); any other exception is printed as before."""
-  hook = sys.excepthook
-  if getattr(hook, 'uadjax_quiet', False):
+  """From now on `sys.unraisablehook` (and `sys.excepthook`) drop `_is_closed_loop_echo`s (they
+  only follow a failed save, whose failure is raised to the caller); any other exception is
+  printed as before."""
+  unraisable, excepthook = sys.unraisablehook, sys.excepthook
+  if getattr(unraisable, 'uadjax_quiet', False):
     return
 
-  def quiet(kind, value, tb):
-    if not _is_closed_loop_echo(kind, value, tb):
-      hook(kind, value, tb)
+  def quiet_unraisable(args):
+    if not _is_closed_loop_echo(args.exc_type, args.exc_value, args.exc_traceback):
+      unraisable(args)
 
-  quiet.uadjax_quiet = True
-  sys.excepthook = quiet
+  def quiet_excepthook(kind, value, tb):
+    if not _is_closed_loop_echo(kind, value, tb):
+      excepthook(kind, value, tb)
+
+  quiet_unraisable.uadjax_quiet = True
+  sys.unraisablehook, sys.excepthook = quiet_unraisable, quiet_excepthook
 
 
 @contextlib.contextmanager
@@ -86,11 +91,12 @@ def _storage_errors(doing: str, path: str):
   """An error of the storage inside the block (an OSError, or Orbax's ValueError naming one)
   is raised as an OSError with `doing` attached (the save, for the one-line message of
   `uadjax.run.storage.reported`); any other error is left as it is."""
+  # Before the save: a failed write's echoes can come before its error reaches the caller.
+  _quiet_closed_loop_echoes()
   try:
     yield
   except OSError as e:
     e.doing = doing
-    _quiet_closed_loop_echoes()
     raise
   except (ValueError, RuntimeError) as e:
     text = str(e)
@@ -104,7 +110,6 @@ def _storage_errors(doing: str, path: str):
     quoted = [q for q in re.findall(r'"([^"]+)"', text) if os.path.isabs(q)]
     error = OSError(code, os.strerror(code), quoted[0] if quoted else path)
     error.doing = doing
-    _quiet_closed_loop_echoes()
     raise error from e
 
 

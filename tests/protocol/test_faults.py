@@ -762,3 +762,37 @@ def test_only_the_storage_errors_of_the_folder_become_one_line(tmp_path):
   with pytest.raises(OSError, match='Too many open files'):
     with storage.reported(folder):
       raise OSError(errno.EMFILE, 'Too many open files')
+
+
+def test_the_echoes_of_a_failed_save_are_not_printed(monkeypatch):
+  # TensorStore's callbacks of writes still in flight after a failed save raise 'Event loop
+  # is closed', printed as unraisable exceptions after the one-line error; they are dropped.
+  import asyncio
+  import types
+
+  from uadjax import checkpoint
+
+  printed = []
+  monkeypatch.setattr(sys, 'unraisablehook', lambda args: printed.append(str(args.exc_value)))
+  monkeypatch.setattr(sys, 'excepthook', sys.__excepthook__)
+  loop = asyncio.new_event_loop()
+  loop.close()
+  try:
+    loop.call_soon_threadsafe(print)
+  except RuntimeError as e:
+    echo = e
+  try:
+    raise RuntimeError('something else')
+  except RuntimeError as e:
+    other = e
+
+  def unraisable(error):
+    return types.SimpleNamespace(
+      exc_type=type(error), exc_value=error, exc_traceback=error.__traceback__
+    )
+
+  with checkpoint._storage_errors('saving X', '/nowhere'):
+    pass
+  sys.unraisablehook(unraisable(echo))
+  sys.unraisablehook(unraisable(other))
+  assert printed == ['something else']
