@@ -10,15 +10,21 @@ follows config.cv.figures, which the :tiny variant turns off). On several hosts,
 command on each with --distributed (JAX's own multi-host runtime: jax.distributed.initialize
 reads the coordinator address, process count and id from the cluster environment, or from
 --coordinator_address, --num_processes and --process_id; see docs/performance.md).
-A bad config, bad data or a busy workdir exits with status 2 and one message; SIGTERM or
-Ctrl-C saves the latest checkpoint and exits with 128 + the signal.
+A bad config, bad data, a busy workdir or one that cannot be written (read-only, full) exits
+with status 2 and one message; SIGTERM or Ctrl-C saves the latest checkpoint and exits with 128 +
+the signal. A run that finished with an iteration whose training diverged exits with status 3
+(uadjax.protocol.divergence: the summary lists it, its mean leaves it out).
 """
+
+import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from uadjax import protocol, runtime
+from uadjax.protocol import divergence
+from uadjax.run import storage
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', None, 'Config file (see configs/).', lock_config=True
@@ -58,11 +64,23 @@ def main(argv):
     summary = protocol.run(_CONFIG.value, _WORKDIR.value)
   logging.info('Results in %s', _WORKDIR.value)
   report = _CONFIG.value.cv.figures if _REPORT.value is None else _REPORT.value
-  if report and jax.process_index() == 0:
+  if report and jax.process_index() == 0 and summary['n_iterations']:
     from uadjax.reports import write_report  # matplotlib and scikit-learn: only for the report
 
-    logging.info('Report: %s', write_report(_WORKDIR.value))
+    with (
+      runtime.user_errors(),
+      storage.reported(_WORKDIR.value, 'writing the report', storage.REWRITES),
+    ):
+      logging.info('Report: %s', write_report(_WORKDIR.value))
   print(protocol.format_summary(summary, _WORKDIR.value))
+  if summary.get('diverged'):
+    iterations = ', '.join(str(d['iteration']) for d in summary['diverged'])
+    logging.error(
+      'Iterations diverged: %s (see summary.md); exit status %d.',
+      iterations,
+      divergence.EXIT_STATUS,
+    )
+    sys.exit(divergence.EXIT_STATUS)
 
 
 if __name__ == '__main__':

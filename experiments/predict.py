@@ -7,12 +7,14 @@ r"""Scores new images (PNG, JPEG, DICOM; a folder, recursively) with a trained r
 Writes OUT/predictions.csv (file, score, decision, per-iteration scores, how a DICOM file's
 intensities were set, warnings such as a blank image; unreadable files, a directory or an image
 over PIL's pixel limit among them, with their error) and OUT/overlays/*.png (the anomaly map
-over each image).
+over each image). A run folder whose config.json fails the config check, or that cannot give
+what is asked, exits with status 2 and one message, as report, compare and rescore do.
 """
 
 from absl import app, flags, logging
 
 from uadjax import predict, runtime
+from uadjax.run import storage
 
 _RUN = flags.DEFINE_string('run', None, 'The run folder (see experiments.cross_validate).')
 _IMAGES = flags.DEFINE_string('images', None, 'Folder of images to score (searched recursively).')
@@ -37,15 +39,19 @@ flags.mark_flags_as_required(['run', 'images', 'out'])
 def main(argv):
   del argv
   runtime.setup()
-  result = predict.predict(
-    _RUN.value,
-    _IMAGES.value,
-    _OUT.value,
-    combine=_COMBINE.value,
-    iterations=[int(i) for i in _ITERATIONS.value] or None,
-    dicom_window=tuple(float(v) for v in _WINDOW.value) or None,
-    overlays=_OVERLAYS.value,
-  )
+  with (
+    runtime.user_errors(),
+    storage.reported(_OUT.value, 'writing the predictions', storage.REWRITES),
+  ):
+    result = predict.predict(
+      _RUN.value,
+      _IMAGES.value,
+      _OUT.value,
+      combine=_COMBINE.value,
+      iterations=[int(i) for i in _ITERATIONS.value] or None,
+      dicom_window=tuple(float(v) for v in _WINDOW.value) or None,
+      overlays=_OVERLAYS.value,
+    )
   logging.info('Predictions in %s', result['csv'])
   print(
     f'{result["n_images"]} images scored, {result["n_abnormal"]} abnormal, '

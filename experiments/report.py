@@ -11,6 +11,7 @@ from absl import app, flags, logging
 
 from uadjax import runtime
 from uadjax.reports import write_report
+from uadjax.run import storage
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The run folder.')
 _OUT = flags.DEFINE_string('out', None, 'Output folder (default: WORKDIR/report).')
@@ -23,7 +24,8 @@ flags.mark_flag_as_required('workdir')
 def main(argv):
   del argv
   runtime.setup()
-  with runtime.user_errors():
+  out = _OUT.value or _WORKDIR.value
+  with runtime.user_errors(), storage.reported(out, 'writing the report', storage.REWRITES):
     path = write_report(_WORKDIR.value, _OUT.value, _ITERATION.value)
   logging.info('Report written to %s', path)
   print(path)

@@ -12,8 +12,12 @@ Layout of one iteration's folder:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import shutil
+import sys
 from typing import Any
 
 import jax
@@ -39,6 +43,76 @@ def _sync(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+# Orbax (through TensorStore) reports a failed write as a ValueError with a status code and the
+# system's message; these say the storage is at fault, with the errno a user knows it by.
+_STORAGE_ERRORS = (
+  ('No space left', errno.ENOSPC),
+  ('RESOURCE_EXHAUSTED', errno.ENOSPC),
+  ('File too large', errno.EFBIG),
+  ('Read-only file system', errno.EROFS),
+  ('Permission denied', errno.EACCES),
+  ('PERMISSION_DENIED', errno.EACCES),
+)
+
+
+def _is_closed_loop_echo(kind, value, tb) -> bool:
+  """The echo of a failed save: TensorStore writes still in flight when Orbax's event loop
+  closed on the first failure complete later, and their callbacks raise 'Event loop is
+  closed' in TensorStore's threads, which Python prints as an unraisable exception."""
+  if not (kind is RuntimeError and str(value) == 'Event loop is closed'):
+    return False
+  while tb is not None and tb.tb_next is not None:
+    tb = tb.tb_next
+  return tb is not None and tb.tb_frame.f_code.co_name == '_check_closed'
+
+
+def _quiet_closed_loop_echoes() -> None:
+  """From now on `sys.unraisablehook` (and `sys.excepthook`) drop `_is_closed_loop_echo`s (they
+  only follow a failed save, whose failure is raised to the caller); any other exception is
+  printed as before."""
+  unraisable, excepthook = sys.unraisablehook, sys.excepthook
+  if getattr(unraisable, 'uadjax_quiet', False):
+    return
+
+  def quiet_unraisable(args):
+    if not _is_closed_loop_echo(args.exc_type, args.exc_value, args.exc_traceback):
+      unraisable(args)
+
+  def quiet_excepthook(kind, value, tb):
+    if not _is_closed_loop_echo(kind, value, tb):
+      excepthook(kind, value, tb)
+
+  quiet_unraisable.uadjax_quiet = True
+  sys.unraisablehook, sys.excepthook = quiet_unraisable, quiet_excepthook
+
+
+@contextlib.contextmanager
+def _storage_errors(doing: str, path: str):
+  """An error of the storage inside the block (an OSError, or Orbax's ValueError naming one)
+  is raised as an OSError with `doing` attached (the save, for the one-line message of
+  `uadjax.run.storage.reported`); any other error is left as it is."""
+  # Before the save: a failed write's echoes can come before its error reaches the caller.
+  _quiet_closed_loop_echoes()
+  try:
+    yield
+  except OSError as e:
+    e.doing = doing
+    raise
+  except (ValueError, RuntimeError) as e:
+    text = str(e)
+    # TensorStore appends the system's errno where it has one ([os_error_code='28']).
+    given = re.search(r"os_error_code='(\d+)'", text)
+    code = int(given.group(1)) if given else None
+    code = code or next((c for marker, c in _STORAGE_ERRORS if marker in text), None)
+    if code is None:
+      raise
+    # The first absolute path it quotes is the file that failed (others are keys inside it).
+    quoted = [q for q in re.findall(r'"([^"]+)"', text) if os.path.isabs(q)]
+    error = OSError(code, os.strerror(code), quoted[0] if quoted else path)
+    error.doing = doing
+    raise error from e
+
+
 def save(path: str, tree: Any) -> str:
   """Writes `tree` to `path` atomically (Orbax writes to a temporary folder, then renames).
 
@@ -49,13 +123,14 @@ def save(path: str, tree: Any) -> str:
   if jax.process_index() == 0 and os.path.exists(tmp):
     shutil.rmtree(tmp)
   _sync(f'uadjax.checkpoint.save.start:{path}')
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(tmp, _as_jax(tree))
-  checkpointer.wait_until_finished()
-  if jax.process_index() == 0:
-    if os.path.exists(path):
-      shutil.rmtree(path)
-    os.replace(tmp, path)
+  with _storage_errors(f'saving the checkpoint {path}', path):
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(tmp, _as_jax(tree))
+    checkpointer.wait_until_finished()
+    if jax.process_index() == 0:
+      if os.path.exists(path):
+        shutil.rmtree(path)
+      os.replace(tmp, path)
   _sync(f'uadjax.checkpoint.save.done:{path}')
   return path
 
@@ -104,8 +179,9 @@ class Latest:
         shutil.rmtree(existing)
       _sync(f'uadjax.checkpoint.latest.clean:{existing}')
       self._manager.reload()
-    self._manager.save(int(epoch), args=ocp.args.StandardSave(_as_jax(tree)), force=True)
-    self._manager.wait_until_finished()
+    with _storage_errors(f'saving the latest checkpoint of epoch {int(epoch)}', existing):
+      self._manager.save(int(epoch), args=ocp.args.StandardSave(_as_jax(tree)), force=True)
+      self._manager.wait_until_finished()
 
   def restore(self, epoch: int, target: Any) -> Any:
     """Restores epoch `epoch` into the structure (and shardings) of `target`."""

@@ -219,15 +219,24 @@ def _check_data(ck: _Checker, config) -> None:
     ck.add('data.root', _get(config, 'data.root'), 'needs a folder (--config.data.root=PATH)')
 
 
-def _check_model(ck: _Checker, config) -> None:
-  """The model builds from `config.model` / `config.task` and takes the configured images:
-  `jax.eval_shape` traces its init and score on abstract arrays (nothing is computed)."""
+def _check_model_name(ck: _Checker, config) -> bool:
+  """`config.model_name` names a family (`uadjax.families`); False (and the problem added) if
+  not."""
   from uadjax import families
 
   name = _get(config, 'model_name')
   if name not in families.FAMILIES:
     ck.add('model_name', name, f'expected one of {tuple(sorted(families.FAMILIES))}')
+    return False
+  return True
+
+
+def _check_model(ck: _Checker, config) -> None:
+  """The model builds from `config.model` / `config.task` and takes the configured images:
+  `jax.eval_shape` traces its init and score on abstract arrays (nothing is computed)."""
+  if not _check_model_name(ck, config):
     return
+  name = config.model_name
   if ck.problems:  # the trace below needs sane sizes and dtypes
     return
   error = _model_error_unless_passed(config, int(config.data.image_size))
@@ -360,6 +369,10 @@ def validate(config: ml_collections.ConfigDict, *, check_model: bool = True) -> 
   _check_protocol(ck, config)
   if check_model:
     _check_model(ck, config)
+  else:
+    # A restored run is not traced again (it trained), but a family it names must exist:
+    # everything that reads the run builds its task from that name.
+    _check_model_name(ck, config)
   if 'gan' in config:
     # f-AnoGAN's first phase: its own schedule, optimiser and task.
     ck.schedule('gan.epochs', 'gan.select_every')

@@ -3,7 +3,8 @@
 Attributes:
   RunError: a workdir that cannot give models (no config, no checkpoints, another image size).
   load_config: the run's `config.json` as a ConfigDict.
-  finished_iterations: the iterations with a `metrics.json`, and those metrics.
+  finished_iterations: the iterations with a `metrics.json` of test metrics, and those metrics.
+  diverged_iterations: the iterations whose `metrics.json` records a divergence.
   IterationModel: one iteration's selected variables and threshold, with `outputs`, `score`,
     `reconstruct` and (classifiers) `class_maps` on numpy batches.
   load_models: the `IterationModel` of every (or some) finished iteration of a run (a fused
@@ -59,12 +60,22 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def finished_iterations(workdir: str) -> dict[int, dict]:
-  """{iteration: metrics} of every `iter_XX/metrics.json` in the workdir, in order."""
+def _all_metrics(workdir: str) -> dict[int, dict]:
   if not os.path.isdir(workdir):
     raise RunError(f'{workdir}: no such run folder.')
   run = RunDir(workdir)
   return {i: records.read_metrics(run.metrics(i)) for i in run.iterations_with('metrics.json')}
+
+
+def finished_iterations(workdir: str) -> dict[int, dict]:
+  """{iteration: metrics} of every `iter_XX/metrics.json` in the workdir with test metrics, in
+  order; a diverged iteration (`diverged_iterations`) has none and is left out."""
+  return {i: m for i, m in _all_metrics(workdir).items() if not records.is_diverged(m)}
+
+
+def diverged_iterations(workdir: str) -> dict[int, dict]:
+  """{iteration: its record's 'diverged' entry} of the diverged iterations, in order."""
+  return {i: m['diverged'] for i, m in _all_metrics(workdir).items() if records.is_diverged(m)}
 
 
 @dataclasses.dataclass

@@ -127,8 +127,15 @@ def predict(
     if overlays:
       from uadjax.reports import images as image_figures  # matplotlib only when drawing
 
+    finite = np.isfinite(scores)
     for i, name in enumerate(names):
       decision = 'abnormal' if abnormal[i] else 'normal'
+      error = ''
+      if not finite[:, i].all():
+        # NaN compares false: without this the image would be called normal.
+        bad = [f'{m.iteration:02d}' for j, m in enumerate(models) if not finite[j, i]]
+        decision, error = '', f'score not finite (iteration {", ".join(bad)}): no decision'
+        logging.warning('%s: %s', name, error)
       rows.append(
         {
           'file': name,
@@ -137,7 +144,7 @@ def predict(
           'decision': decision,
           'votes': f'{votes[i]}/{len(models)}',
           **notes[i],
-          'error': '',
+          'error': error,
           **{f'score_iter_{m.iteration:02d}': f'{scores[j, i]:.6g}' for j, m in enumerate(models)},
         }
       )
@@ -150,6 +157,7 @@ def predict(
           f'iterations, {votes[i]}/{len(models)} vote abnormal)',
           map_name=map_name,
         )
+  unscored = sum(bool(r['error']) for r in rows)
   rows += [{c: r.get(c, '') for c in columns} for r in rows_of_errors]
   rows.sort(key=lambda r: r['file'])
   os.makedirs(out, exist_ok=True)
@@ -161,7 +169,7 @@ def predict(
   return {
     'csv': csv_path,
     'n_images': len(names),
-    'n_errors': len(rows_of_errors),
+    'n_errors': len(rows_of_errors) + unscored,
     'n_abnormal': sum(r['decision'] == 'abnormal' for r in rows),
     'rows': rows,
   }

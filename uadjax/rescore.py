@@ -49,6 +49,9 @@ def rescore(workdir: str, variants: dict[str, dict]) -> dict[str, dict]:
       rows['iterations'].append(model.iteration)
       for side, idx in (('val_auc', split.val), ('test_auc', split.test)):
         scores, _ = model.score(dataset.images[idx])
+        # A score that is not finite gives a NaN AUC (`metrics.auc`), said where it starts.
+        if not np.all(np.isfinite(scores)):
+          rows.setdefault('not_finite', []).append(f'iteration {model.iteration} {side[:-4]}')
         rows[side].append(float(metrics_lib.auc(scores, labels[idx], xp=np)))
     out[name] = rows
   return out
@@ -63,4 +66,7 @@ def markdown(results: dict[str, dict]) -> str:
   for name, r in results.items():
     v, t = np.asarray(r['val_auc']), np.asarray(r['test_auc'])
     lines.append(f'| {name} | {v.mean():.3f} ± {v.std():.3f} | {t.mean():.3f} ± {t.std():.3f} |')
+  for name, r in results.items():
+    if r.get('not_finite'):
+      lines.append(f'\n{name}: scores not finite ({", ".join(r["not_finite"])}): its AUC is nan.')
   return '\n'.join(lines)

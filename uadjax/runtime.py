@@ -16,10 +16,15 @@ from uadjax import compilation_cache
 
 
 class _QuietLibraries(std_logging.Filter):
-  """Drops INFO records of Orbax (one line per file it writes) from absl's log."""
+  """Drops Orbax's INFO records (one line per file it writes) and its ERROR records from
+  absl's log: each error is one of the failures that its save or restore then raises to uadjax
+  (a full disk: five tracebacks of its background threads before the one line that
+  `uadjax.run.storage` says; any other failure keeps the traceback of its exception)."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno > std_logging.INFO or '/orbax/' not in record.pathname
+    if '/orbax/' not in record.pathname:
+      return True
+    return record.levelno in (std_logging.WARNING, std_logging.CRITICAL)
 
 
 def setup(
@@ -88,20 +93,22 @@ def skip_final_collection() -> None:
 @contextlib.contextmanager
 def user_errors():
   """Ends an entry point with one line instead of a traceback where the cause is the user's
-  input (a bad config field, bad data, a busy workdir, a run folder that cannot give what was
-  asked: exit 2), and with 128 + the signal number after a clean stop (uadjax.run.stop)."""
+  input (a bad config field, bad data, a busy workdir, a folder that cannot be written (full,
+  read-only), a run folder that cannot give what was asked: exit 2), and with 128 + the signal
+  number after a clean stop (uadjax.run.stop)."""
   from uadjax.config import ConfigError
   from uadjax.data import DataError
   from uadjax.inference import RunError
   from uadjax.run.lock import WorkdirBusyError
   from uadjax.run.records import RecordError
   from uadjax.run.stop import Stopped
+  from uadjax.run.storage import WorkdirError
 
   try:
     yield
   except Stopped as e:
     logging.warning('%s', e)
     sys.exit(e.exit_code)
-  except (ConfigError, DataError, WorkdirBusyError, RunError, RecordError) as e:
+  except (ConfigError, DataError, WorkdirBusyError, WorkdirError, RunError, RecordError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

@@ -80,3 +80,14 @@ def test_fixed_threshold_and_unknown_method():
   assert metrics.select_threshold([0.1, 0.9], [0, 1], 'fixed', value=0.5) == 0.5
   with pytest.raises(ValueError, match='fixed'):
     metrics.select_threshold([0.1, 0.9], [0, 1], 'median')
+
+
+def test_auc_is_nan_when_a_kept_score_is_not_finite():
+  # A NaN score loses every comparison: without the check the AUC looks real (here 0.5).
+  scores = np.array([0.1, np.nan, 0.3, 0.9], np.float32)
+  labels = np.array([0, 0, 1, 1])
+  assert np.isnan(metrics.auc(scores, labels, xp=np))
+  assert np.isnan(float(metrics.auc(jnp.asarray(scores), jnp.asarray(labels))))
+  # Padding (mask False) is not looked at.
+  mask = np.array([True, False, True, True])
+  assert float(metrics.auc(scores, labels, mask, xp=np)) == 1.0

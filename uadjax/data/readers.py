@@ -17,6 +17,9 @@ per frame (`read_frames`).
 
 Every error names the file or the field at fault, so a user can fix their data without reading
 this code; what deserves a second look (a blank image, a tiny one) is logged with the file's name.
+A file with NaN or infinite pixels (a float TIFF, a DICOM file's float pixel data) is refused,
+every such file of a set named at once (`NonFinitePixels`): no value is guessed for them, and
+one NaN pixel would make the whole image NaN after its min-max rescale.
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ PERCENTILES = (0.5, 99.5)
 MIN_SIDE = 8
 # Lines of warnings one log message lists before it only counts the rest.
 _MAX_LOGGED = 20
+
+
+class NonFinitePixels(ValueError):
+  """A file with NaN or infinite pixels; the message names it and counts them. `read_files`
+  names every such file of a set in one `DataError`."""
 
 
 class DataError(ValueError):
@@ -264,9 +272,9 @@ def _decoded(path: str, size: int) -> tuple[Image.Image, list[str]]:
 def read_file(
   path: str, size: int, dicom_window: tuple[float, float] = BRAIN_WINDOW, mode: str = 'gray'
 ) -> Frames:
-  """`_read_file` (see there) with PIL's unnamed size warning replaced by a named note."""
-  with _bomb_warnings_said_here():
-    return _read_file(path, size, dicom_window, mode)
+  """`_read_file` (see there) with PIL's unnamed size warning replaced by a named note; a file
+  with NaN or infinite pixels raises a DataError naming it."""
+  return read_files([path], size, dicom_window, mode)[0]
 
 
 def _read_file(
@@ -299,10 +307,15 @@ def _read_file(
   else:
     image, notes = _decoded(path, size)
     decoded, intensity = [image], ''
+  _check_finite(path, decoded)
   width, height = decoded[0].size
   if min(width, height) < MIN_SIDE:
     notes.append(f'{width}x{height} pixels, smaller than {MIN_SIDE}x{MIN_SIDE}')
   images = [preprocess(d, size, mode) for d in decoded]
+  if not all(np.isfinite(image).all() for image in images):
+    # Finite pixels that overflow in a step (a DICOM rescale), caught before they go further.
+    after = intensity or 'preprocessing'
+    raise NonFinitePixels(f'{path}: pixels that are not finite after {after}')
   per_image = []
   for image in images:
     here = list(notes)
@@ -312,13 +325,55 @@ def _read_file(
   return Frames(images, intensity, per_image)
 
 
+def _check_finite(path: str, decoded: list[Image.Image]) -> None:
+  """Raises NonFinitePixels naming `path` if a decoded image (a float one: integer pixels are
+  finite) holds NaN or infinite values."""
+  nan = inf = total = 0
+  for image in decoded:
+    if image.mode != 'F':
+      continue
+    values = np.asarray(image)
+    nan += int(np.isnan(values).sum())
+    inf += int(np.isinf(values).sum())
+    total += values.size
+  if nan or inf:
+    counts = ' and '.join(f'{n} {kind}' for n, kind in ((nan, 'NaN'), (inf, 'infinite')) if n)
+    raise NonFinitePixels(f'{path}: {counts} of its {total} pixels')
+
+
+def _refuse_non_finite(paths: Sequence[str], read) -> list[Frames]:
+  """`read(paths)`: a `Frames` or a `NonFinitePixels` per path, in order; the files with
+  non-finite pixels are named together in one DataError."""
+  frames, bad = [], []
+  for result in read(paths):
+    if isinstance(result, NonFinitePixels):
+      bad.append(str(result))
+    else:
+      frames.append(result)
+  if len(bad) == 1:
+    raise DataError(
+      f'{bad[0]}: NaN or infinite pixels, which uadjax does not guess values for; fix or '
+      'remove the file.'
+    )
+  if bad:
+    shown = bad[:_MAX_LOGGED] + (
+      [f'... and {len(bad) - _MAX_LOGGED} more'] if len(bad) > _MAX_LOGGED else []
+    )
+    raise DataError(
+      f'{len(bad)} image file{"s" * (len(bad) > 1)} with NaN or infinite pixels, which uadjax '
+      'does not guess values for; fix or remove them:\n  ' + '\n  '.join(shown)
+    )
+  return frames
+
+
 def read_files(
   paths: Sequence[str],
   size: int,
   dicom_window: tuple[float, float] = BRAIN_WINDOW,
   mode: str = 'gray',
 ) -> list[Frames]:
-  """`read_file` of each path, in order; the first file that fails raises its `DataError`.
+  """`read_file` of each path, in order; the first file that fails raises its `DataError`, but
+  the files with NaN or infinite pixels are all named in one.
 
   Image files are decoded on one thread per usable CPU core: PIL decodes without the GIL (the
   200 PNGs of the head-CT set: docs/performance.md, start-up). A folder with DICOM files is
@@ -326,11 +381,21 @@ def read_files(
   promised)."""
   cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
   workers = min(len(paths), cores or 1)
-  with _bomb_warnings_said_here():
+
+  def one(path):
+    try:
+      return _read_file(path, size, dicom_window, mode)
+    except NonFinitePixels as e:
+      return e
+
+  def read(paths):
     if workers <= 1 or any(is_dicom(p) for p in paths):
-      return [_read_file(p, size, dicom_window, mode) for p in paths]
+      return [one(p) for p in paths]
     with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='read') as pool:
-      return list(pool.map(lambda p: _read_file(p, size, dicom_window, mode), paths))
+      return list(pool.map(one, paths))
+
+  with _bomb_warnings_said_here():
+    return _refuse_non_finite(paths, read)
 
 
 def read_frames(
@@ -545,18 +610,23 @@ def load_class_folders(
   """
   if not os.path.isdir(root):
     raise DataError(f'data.root={root!r}: no such directory.')
-  images, labels, names, reads = [], [], [], []
+  paths, path_labels = [], []
   for label, folders in ((0, normal), (1, abnormal), (2, extra)):
     for folder in folders:
-      paths = list_images(os.path.join(root, folder))
-      if not paths:
+      found = list_images(os.path.join(root, folder))
+      if not found:
         raise DataError(f'{os.path.join(root, folder)}: no images in class folder {folder!r}.')
-      for p, frames in zip(paths, read_files(paths, size, dicom_window, mode), strict=True):
-        name = os.path.relpath(p, root)
-        reads.append((name, frames))
-        for k, frame in enumerate(frames.images):
-          images.append(frame)
-          labels.append(label)
-          names.append(f'{name}#{k}' if len(frames.images) > 1 else name)
+      paths += found
+      path_labels += [label] * len(found)
+  # One read of every class's files, so that a refusal names the bad files of all of them.
+  images, labels, names, reads = [], [], [], []
+  read = read_files(paths, size, dicom_window, mode)
+  for p, label, frames in zip(paths, path_labels, read, strict=True):
+    name = os.path.relpath(p, root)
+    reads.append((name, frames))
+    for k, frame in enumerate(frames.images):
+      images.append(frame)
+      labels.append(label)
+      names.append(f'{name}#{k}' if len(frames.images) > 1 else name)
   log_reads(root, reads)
   return np.stack(images), np.array(labels, np.int32), names

@@ -26,7 +26,9 @@ def auc(scores, labels, mask=None, xp=jnp):
       give the same float32 value.
 
   Returns:
-    A float32 scalar; NaN if one class is absent.
+    A float32 scalar; NaN if one class is absent or a (kept) score is not finite: a NaN score
+    loses every comparison, which would give a low AUC that looks like a real one (and could
+    be selected on).
   """
   scores = xp.asarray(scores, xp.float32)
   labels = xp.asarray(labels)
@@ -42,7 +44,8 @@ def auc(scores, labels, mask=None, xp=jnp):
   # Sums of halves are exact in float32 (below 2^23 pairs); one float32 division either way.
   wins_sum = xp.sum(xp.where(pair, wins, 0.0)).astype(xp.float32)
   ratio = wins_sum / xp.maximum(n_pairs, 1).astype(xp.float32)
-  return xp.where(n_pairs > 0, ratio, xp.float32(xp.nan))
+  finite = xp.all(xp.isfinite(scores) | ~mask)
+  return xp.where((n_pairs > 0) & finite, ratio, xp.float32(xp.nan))
 
 
 def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:

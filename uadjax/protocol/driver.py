@@ -3,7 +3,10 @@
 `run(config, workdir)`: the config is checked whole (`uadjax.config.validate`) and the data loads
 before anything is written; then the workdir is locked (`uadjax.run.lock`: one run per workdir),
 checked against the saved config and data (a resume must use the same) and config.json written;
-training stops cleanly on SIGTERM / SIGINT (`uadjax.run.stop`). The family's phases
+training stops cleanly on SIGTERM / SIGINT (`uadjax.run.stop`). A workdir that cannot be written
+is refused before the data is read, and a write that fails later (a full disk) is one line
+naming it (`uadjax.run.storage`). An iteration whose training diverges is stopped and recorded
+as such, in whichever phase (`uadjax.protocol.divergence`); the others go on. The family's phases
 (`uadjax.families`, f-AnoGAN: the GAN) train first, each in its folder, then the scored phase;
 an iteration finished in a phase (its record or metrics.json exists) is not trained again in it,
 and each phase resumes from its own 'latest' checkpoints. The workdir's layout is
@@ -22,12 +25,12 @@ from absl import logging
 
 from uadjax import config as config_lib
 from uadjax import families, io
-from uadjax.protocol import evaluate, fit
+from uadjax.protocol import divergence, evaluate, fit
 from uadjax.protocol.group import iteration_groups, train_groups
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.run import lock as lock_lib
-from uadjax.run import records, stop
+from uadjax.run import records, stop, storage
 from uadjax.run.layout import RunDir
 
 
@@ -72,17 +75,35 @@ def open_run(config: ml_collections.ConfigDict, workdir: str, protocol: Protocol
 
 
 def finished_results(run_dir: RunDir, iterations: list[int]) -> dict[int, dict]:
-  """{iteration: metrics} of the given iterations that are already done in the workdir."""
+  """{iteration: metrics} of the given iterations that are already done in the workdir (a
+  diverged one is done: its metrics.json records the divergence)."""
   results = {}
   for i in iterations:
     path = run_dir.metrics(i)
     if os.path.exists(path):
       results[i] = records.read_metrics(path)
-      logging.info('Iteration %d: already done (%s).', i, path)
+      diverged = records.is_diverged(results[i])
+      logging.info('Iteration %d: already done%s (%s).', i, ' (diverged)' * diverged, path)
   return results
 
 
-def _train_phase(config, phase, phase_protocol: Protocol, run_dir: RunDir, todo) -> None:
+def diverged_writer(protocol: Protocol, run_dir: RunDir, phase: str, results: dict):
+  """`on_diverged(iteration, found, history)` for the groups of a phase ('' the scored one):
+  writes the iteration's metrics.json (`records.DivergedRecord`: the iteration is done, in
+  every phase) and adds it to `results`."""
+
+  def on_diverged(i, found, history):
+    record = divergence.record(protocol.splits[i], phase, found, history)
+    if jax.process_index() == 0:
+      io.write_json(run_dir.metrics(i), record)
+    results[i] = record
+
+  return on_diverged
+
+
+def _train_phase(
+  config, phase, phase_protocol: Protocol, run_dir: RunDir, todo, on_diverged
+) -> None:
   """Trains the iterations of `todo` whose phase record is not written yet."""
   folder = run_dir.of_phase(phase.name)
   pending = [i for i in todo if not os.path.exists(folder.record(i, phase.record))]
@@ -95,12 +116,15 @@ def _train_phase(config, phase, phase_protocol: Protocol, run_dir: RunDir, todo)
   on_checkpoint = None
   if phase.on_checkpoint is not None:
     on_checkpoint = functools.partial(phase.on_checkpoint, phase_protocol, folder)
-  train_groups(phase_protocol, folder, groups, parallel, finish, on_checkpoint)
+  train_groups(phase_protocol, folder, groups, parallel, finish, on_checkpoint, on_diverged)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) the whole protocol; returns the summary."""
   config_lib.validate(config)  # before anything is read or written
+  # A folder that cannot be written is refused before the data is read (a write, not the
+  # permission bits, tells: root ignores the bits, a read-only mount ignores root).
+  storage.check_writable(workdir)
   family = families.get(config.model_name)
   run_dir = RunDir(workdir)
   # The data loads (and any error in it is raised) before anything is written to the workdir.
@@ -115,11 +139,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   )
   protocol = Protocol(config, hand_overs=hand_overs)
   iterations = config_lib.selected_iterations(config, len(protocol.splits))
-  with open_run(config, workdir, protocol):
+  # Any write that fails in the workdir (a full disk mid-run) is one line naming it (exit 2).
+  with storage.reported(workdir), open_run(config, workdir, protocol):
     results = finished_results(run_dir, iterations)
     todo = [i for i in iterations if i not in results]
     for phase, phase_protocol in phases:
-      _train_phase(config, phase, phase_protocol, run_dir, todo)
+      on_diverged = diverged_writer(phase_protocol, run_dir, phase.name, results)
+      _train_phase(config, phase, phase_protocol, run_dir, todo, on_diverged)
+      todo = [i for i in todo if i not in results]  # diverged in this phase: stopped there
 
     if protocol.task.fit_only:
 
@@ -147,7 +174,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def finish(i, carry, history):
       results[i] = evaluate.finish_iteration(protocol, run_dir, i, carry, history)
 
-    train_groups(protocol, run_dir, groups, parallel, finish)
+    on_diverged = diverged_writer(protocol, run_dir, '', results)
+    train_groups(protocol, run_dir, groups, parallel, finish, on_diverged=on_diverged)
     return _summarize(config, workdir, protocol, [results[i] for i in iterations])
 
 

@@ -17,6 +17,7 @@ from absl import logging
 
 from uadjax import checkpoint, data, families, io
 from uadjax.evaluation import metrics as metrics_lib
+from uadjax.protocol import divergence
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.run import records
@@ -27,7 +28,9 @@ from uadjax.train.loop import Carry, score_all, score_parts_all
 def evaluate(
   protocol: Protocol, iteration: int, carry: Carry, history: dict, score_fn=None
 ) -> dict:
-  """Threshold on validation, metrics on test, with the selected variables of `carry`.
+  """Threshold on validation, metrics on test, with the selected variables of `carry`; a
+  diverged iteration's record (`uadjax.protocol.divergence`) where their scores are not
+  finite (no threshold or metric is computed from them).
 
   `score_fn(variables, indices) -> scores` scores dataset images (default: the engine's
   scoring program on the images; a fitted task's: from the features computed once). A fitted
@@ -45,6 +48,16 @@ def evaluate(
 
   val_scores = score_fn(variables, split.val)
   test_scores = score_fn(variables, split.test)
+  bad = divergence.non_finite_scores({'validation': val_scores, 'test': test_scores})
+  if bad:
+    epoch = int(carry.best_epoch)
+    losses = dict(zip(history['epoch'], history['train_loss'], strict=True))
+    found = {
+      'epoch': epoch,
+      'loss': losses.get(epoch, float('nan')),
+      'reason': f'the model selected at epoch {epoch} gives scores that are not finite ({bad})',
+    }
+    return divergence.record(split, '', found, history)
   threshold = metrics_lib.select_threshold(
     val_scores,
     labels[split.val],
@@ -132,6 +145,9 @@ def finish_iteration(
   result = evaluate(protocol, iteration, carry, history, score_fn)
   if jax.process_index() == 0:
     io.write_json(run_dir.metrics(iteration), result)
+  if records.is_diverged(result):
+    logging.error('%s', result['diverged']['message'])
+    return result
   t = result['test']
   chosen = result.get('selected_candidate') or f'best epoch {result["selected_epoch"]}'
   logging.info(
@@ -146,13 +162,22 @@ def finish_iteration(
 
 
 def summarize(config, results: list[dict]) -> dict:
-  """mean ± population std over iterations of the test metrics (and of the test-only class's)."""
+  """mean ± population std over iterations of the test metrics (and of the test-only class's);
+  a diverged iteration is left out of them and listed under 'diverged' ({'iteration', 'phase',
+  'epoch', 'loss', 'reason'})."""
+  diverged = [r for r in results if records.is_diverged(r)]
+  results = [r for r in results if not records.is_diverged(r)]
   summary = {
     'model': config.model_name,
     'n_iterations': len(results),
     'iterations': [r['iteration'] for r in results],
-    'metrics': metrics_lib.summarize([r['test'] for r in results]),
+    'metrics': metrics_lib.summarize([r['test'] for r in results]) if results else {},
   }
+  if diverged:
+    summary['diverged'] = [
+      {'iteration': r['iteration'], **{k: v for k, v in r['diverged'].items() if k != 'message'}}
+      for r in diverged
+    ]
   if all('extra_test' in r for r in results) and results:
     summary['extra_test'] = {
       'classes': results[0]['extra_test']['classes'],
@@ -172,6 +197,7 @@ def write_summary(config, workdir: str, results: list[dict], note: str = '') -> 
 
   run_dir = RunDir(workdir)
   summary = summarize(config, results)
+  results = [r for r in results if not records.is_diverged(r)]
   io.write_json(run_dir.summary_json, summary)
   recorded = io.read_json(run_dir.config).get('data_fingerprint')
   study_model = tables.study_row_for(config, recorded)
@@ -191,19 +217,41 @@ def write_summary(config, workdir: str, results: list[dict], note: str = '') -> 
     title += f'; {note}'
   if config.data.source == 'phantoms':
     title += ' (synthetic phantoms; the study rows are real head CT and are not shown)'
-  markdown = tables.summary_markdown(
-    summary,
-    title=title,
-    study_model=study_model,
-    per_iteration=results,
-  )
+  if results:
+    markdown = tables.summary_markdown(
+      summary,
+      title=title,
+      study_model=study_model,
+      per_iteration=results,
+    )
+  else:
+    markdown = f'## {title}\n\nEvery iteration diverged: there are no test metrics.\n'
   if 'extra_test' in summary:
     markdown += tables.extra_test_markdown(summary)
+  if 'diverged' in summary:
+    markdown += diverged_markdown(summary['diverged'])
   io.write_text(run_dir.summary_md, markdown)
-  if config.cv.figures:
+  if config.cv.figures and results:
     metrics_paths = [run_dir.metrics(int(r['iteration'])) for r in results]
     figures.write_run_figures(results, run_dir.figures, figures.drawn_from(metrics_paths))
   return summary
+
+
+def diverged_markdown(diverged: list[dict]) -> str:
+  """The summary's section of diverged iterations: which, in which phase, at which epoch, the
+  loss there and why."""
+  lines = [
+    '',
+    f'**{len(diverged)} iteration{"s" * (len(diverged) > 1)} diverged**, left out of the '
+    'test metrics (`uadjax.protocol.divergence`):',
+    '',
+    '| Iteration | Phase | Epoch | Training loss | Why |',
+    '| --- | --- | --- | --- | --- |',
+  ]
+  for d in diverged:
+    phase = d.get('phase') or 'scored'
+    lines.append(f'| {d["iteration"]} | {phase} | {d["epoch"]} | {d["loss"]:.4g} | {d["reason"]} |')
+  return '\n'.join(lines) + '\n'
 
 
 def format_summary(summary: dict, workdir: str) -> str:

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from uadjax import checkpoint, io
 from uadjax import config as config_lib
-from uadjax.protocol import progress, summaries
+from uadjax.protocol import divergence, progress, summaries
 from uadjax.protocol.setup import Protocol
 from uadjax.run import stop
 from uadjax.run.layout import RunDir
@@ -99,6 +99,13 @@ class Group:
       devices, and over the processes' devices in a multi-process run).
     on_checkpoint: `on_checkpoint(iteration, carry)` after each 'latest' checkpoint of an
       iteration (a phase's sample grids), or None.
+    on_diverged: `on_diverged(iteration, found, history)` when an iteration's training loss
+      diverges (`uadjax.protocol.divergence.check`), or None. The iteration is stopped there:
+      its lane of a fold-parallel group still runs (the program is the group's) but nothing of
+      it is logged, saved or finished again.
+
+  Attributes:
+    diverged: {index in `iterations`: what `divergence.check` found} of the diverged ones.
   """
 
   def __init__(
@@ -108,12 +115,15 @@ class Group:
     iterations: list[int],
     parallel: bool,
     on_checkpoint: Callable | None = None,
+    on_diverged: Callable | None = None,
   ):
     self.p = protocol
     self.run_dir = run_dir
     self.iterations = iterations
     self.parallel = parallel
     self.on_checkpoint = on_checkpoint
+    self.on_diverged = on_diverged
+    self.diverged: dict[int, dict] = {}
     self.latest = [checkpoint.Latest(run_dir.latest(i)) for i in iterations]
     self.histories = [None] * len(iterations)
     self.placement = Placement(len(iterations), parallel)
@@ -150,6 +160,8 @@ class Group:
     """Each iteration's 'latest' checkpoint and history.json (then `on_checkpoint`, and the
     TensorBoard images)."""
     for k, i in enumerate(self.iterations):
+      if k in self.diverged:
+        continue
       epoch = int(carries[k].epoch)
       self.latest[k].save(epoch, carries[k])
       if jax.process_index() == 0:
@@ -197,6 +209,20 @@ class Group:
     threading.Thread(target=compile_, name='compile-ahead').start()
     return future
 
+  def _check_divergence(self, before: int) -> None:
+    """Marks the iterations whose training loss diverged after epoch `before` (host side, from
+    the logs of the call) and hands each to `on_diverged`."""
+    for k, i in enumerate(self.iterations):
+      if k in self.diverged:
+        continue
+      found = divergence.check(self.histories[k], before)
+      if found is None:
+        continue
+      self.diverged[k] = found
+      logging.error('%s', divergence.message(i, self.run_dir.phase, found))
+      if self.on_diverged is not None:
+        self.on_diverged(i, found, self.histories[k])
+
   def train(self) -> list[Carry]:
     """Trains every iteration of the group to `train.epochs`; returns the final carries."""
     c = self.p.config
@@ -240,18 +266,23 @@ class Group:
       else:
         carry, logs = engine.compiled_train(validations, self.parallel)(carry, fold, images)
       logs = self.placement.get(logs)
+      before = epoch
       epoch += validations * c.cv.val_every
-      first_epoch = epoch - validations * c.cv.val_every
       for k, log in enumerate(logs):
-        progress.append_history(self.histories[k], log, first_epoch)
-      self.summaries.log_call(self.iterations, logs, first_epoch)
+        if k not in self.diverged:
+          progress.append_history(self.histories[k], log, before)
+      self._check_divergence(before)
+      going = [k for k in range(len(logs)) if k not in self.diverged]
+      self.summaries.log_call([self.iterations[k] for k in going], [logs[k] for k in going], before)
+      if not going:
+        break  # every iteration of the group has diverged: nothing left to train
       progress.log_progress(
         self.run_dir.progress,
-        self.iterations,
+        [self.iterations[k] for k in going],
         label,
         epoch,
         total,
-        logs,
+        [logs[k] for k in going],
         start_time,
         start_epoch,
         images_per_epoch,
@@ -288,16 +319,20 @@ def iteration_groups(config, todo: list[int]) -> tuple[list[list[int]], bool]:
   return ([todo] if parallel and todo else [[i] for i in todo]), parallel
 
 
-def train_groups(protocol, run_dir, groups, parallel, finish, on_checkpoint=None) -> None:
-  """Trains each group of iterations and calls `finish(iteration, carry, history)` on each;
-  the 'latest' checkpoint managers and the TensorBoard writers are closed however training
-  ends (a clean stop too)."""
+def train_groups(
+  protocol, run_dir, groups, parallel, finish, on_checkpoint=None, on_diverged=None
+) -> None:
+  """Trains each group of iterations and calls `finish(iteration, carry, history)` on each
+  that did not diverge (`on_diverged(iteration, found, history)` is called on the others as
+  they diverge); the 'latest' checkpoint managers and the TensorBoard writers are closed however
+  training ends (a clean stop too)."""
   for group_iterations in groups:
-    group = Group(protocol, run_dir, group_iterations, parallel, on_checkpoint)
+    group = Group(protocol, run_dir, group_iterations, parallel, on_checkpoint, on_diverged)
     try:
       carries = group.train()
       for k, i in enumerate(group_iterations):
-        finish(i, carries[k], group.histories[k])
+        if k not in group.diverged:
+          finish(i, carries[k], group.histories[k])
     finally:
       for m in group.latest:
         m.close()

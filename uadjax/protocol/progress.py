@@ -26,16 +26,29 @@ PROGRESS_COLUMNS = (
 
 
 def empty_history() -> dict:
-  """The history of an iteration before its first epoch."""
-  return {'epoch': [], 'train_loss': [], 'val_epoch': [], 'val_auc': [], 'val_loss': []}
+  """The history of an iteration before its first epoch. 'start_loss': each epoch's first
+  step's loss (the first epoch's is the untrained model's: `uadjax.protocol.divergence`)."""
+  return {
+    'epoch': [],
+    'train_loss': [],
+    'start_loss': [],
+    'val_epoch': [],
+    'val_auc': [],
+    'val_loss': [],
+  }
 
 
 def append_history(history: dict, log: dict, first_epoch: int) -> None:
-  """Adds one compiled call's logs to a history: the epochs' losses, and at each validation its
-  epoch and every 'val_*' value (val_auc, val_loss; a phase's own val_metric)."""
+  """Adds one compiled call's logs to a history: the epochs' losses (mean and first step's),
+  and at each validation its epoch and every 'val_*' value (val_auc, val_loss; a phase's own
+  val_metric)."""
   losses = np.asarray(log['train_loss']).reshape(-1)
   history['epoch'] += list(range(first_epoch + 1, first_epoch + 1 + len(losses)))
   history['train_loss'] += [float(v) for v in losses]
+  starts = history.setdefault('start_loss', [])
+  # A history resumed from a run older than 'start_loss' has none to align with: left out.
+  if 'start_loss' in log and len(starts) == len(history['epoch']) - len(losses):
+    starts.extend(float(v) for v in np.asarray(log['start_loss']).reshape(-1))
   history['val_epoch'] += [int(e) for e in np.asarray(log['epoch']).reshape(-1)]
   for key in sorted(k for k in log if k.startswith('val_')):
     values = np.asarray(log[key]).reshape(-1)
@@ -48,6 +61,8 @@ def truncate_history(history: dict, epoch: int) -> dict:
   out = {}
   for key, values in history.items():
     epochs = history['val_epoch' if key.startswith('val') else 'epoch']
+    if key == 'start_loss' and len(values) != len(epochs):
+      continue  # an older run's history, resumed: it has none for its first epochs
     out[key] = [v for v, e in zip(values, epochs, strict=True) if e <= epoch]
   return out
 

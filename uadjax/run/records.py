@@ -1,5 +1,6 @@
-"""The records a run writes: one iteration's result (metrics.json) and a GAN phase's selection
-(gan.json), as typed dataclasses with `to_json` / `from_json`.
+"""The records a run writes: one iteration's result (metrics.json: its test metrics, or its
+divergence) and a GAN phase's selection (gan.json), as typed dataclasses with `to_json` /
+`from_json`.
 
 The protocol builds them and writes `to_json()`; readers (`uadjax.inference`, the reports)
 read files through `read_metrics`, which checks the schema and names the file and the missing
@@ -132,9 +133,43 @@ class GANRecord:
     return _from_json(cls, record, path)
 
 
+@dataclasses.dataclass
+class DivergedRecord:
+  """metrics.json of a diverged iteration (written instead of an `IterationRecord`: it marks
+  the iteration done, without test metrics; `uadjax.protocol.divergence`).
+
+  Attributes:
+    iteration, normal_fold, abnormal_half: which split.
+    diverged: {'phase' ('' for the scored phase, else its folder: 'gan'), 'epoch', 'loss' (the
+      training loss there; NaN where the scores are what is not finite), 'reason', 'message'}.
+    history: {'epoch', 'train_loss'} up to the epoch it diverged at.
+  """
+
+  iteration: int
+  normal_fold: object
+  abnormal_half: object
+  diverged: dict
+  history: dict
+
+  def to_json(self) -> dict:
+    """The record as metrics.json holds it."""
+    return _to_json(self)
+
+  @classmethod
+  def from_json(cls, record: dict, path: str = 'metrics.json') -> DivergedRecord:
+    """The record of a diverged iteration's metrics.json; RecordError naming `path`."""
+    return _from_json(cls, record, path)
+
+
+def is_diverged(record: dict) -> bool:
+  """Whether a metrics.json (as a dict) is a diverged iteration's (`DivergedRecord`)."""
+  return isinstance(record, dict) and 'diverged' in record
+
+
 def read_metrics(path: str) -> dict:
-  """A metrics.json, checked against `IterationRecord` (RecordError naming the file when it is
-  not one), as the dict the reports read."""
+  """A metrics.json, checked against `IterationRecord` (or `DivergedRecord`: see
+  `is_diverged`; RecordError naming the file when it is neither), as the dict the reports
+  read."""
   record = io.read_json(path)
-  IterationRecord.from_json(record, path)
+  (DivergedRecord if is_diverged(record) else IterationRecord).from_json(record, path)
   return record

@@ -214,7 +214,7 @@ class EpochsCall:
     for _ in range(self.validations):
       carry, losses = epochs(carry, fold, images)
       carry, logs = engine.validate_between_calls(carry, fold, images, outputs, select)
-      rows.append({'train_loss': losses, **logs})
+      rows.append({**losses, **logs})
     logs = jax.tree.map(lambda *xs: np.stack([np.asarray(x) for x in xs]), *rows)
     # The dtypes `Engine.train` logs in.
     logs = {k: v.astype(np.int32 if k == 'epoch' else np.float32) for k, v in logs.items()}
@@ -306,7 +306,12 @@ class Engine:
   # -- pure functions of one iteration -----------------------------------------------------
 
   def run_epoch(self, state: TrainState, fold: FoldData, images, epoch):
-    """One epoch: a fresh shuffle, then every full batch. Returns (state, mean loss)."""
+    """One epoch: a fresh shuffle, then every full batch. Returns (state, {'train_loss': the
+    mean loss, 'start_loss': the loss of its first step, before its first update}).
+
+    The first epoch's 'start_loss' is the untrained model's loss: the scale that the protocol
+    tells a diverged loss by (`uadjax.protocol.divergence`), read on the host from the logs.
+    """
     bs = self.batch_size
     epoch_key = jax.random.fold_in(fold.key, epoch)
     noise = jax.random.uniform(jax.random.fold_in(epoch_key, 0), fold.train_mask.shape)
@@ -331,7 +336,7 @@ class Engine:
     state, losses = jax.lax.scan(step, state, jnp.arange(self.steps_per_epoch))
     active = jnp.arange(self.steps_per_epoch) < n_steps
     loss = jnp.sum(jnp.where(active, losses, 0.0)) / jnp.maximum(jnp.sum(active), 1)
-    return state, loss
+    return state, {'train_loss': loss, 'start_loss': losses[0]}
 
   def scores(self, variables, images, indices):
     """Scores of `images[indices]`, in batches of `score_batch`; `indices` is padded to a
@@ -403,17 +408,19 @@ class Engine:
     return not parallel and self.selection != 'task' and not self.task.fits_scorer
 
   def train_epochs(self, carry: Carry, fold: FoldData, images):
-    """`val_every` epochs, no validation. Returns (carry, losses (val_every,))."""
+    """`val_every` epochs, no validation. Returns (carry, {'train_loss', 'start_loss'}: each
+    (val_every,), see `run_epoch`)."""
 
     def one_epoch(carry, _):
-      state, loss = self.run_epoch(carry.state, fold, images, carry.epoch)
-      return carry.replace(state=state, epoch=carry.epoch + 1), loss
+      state, losses = self.run_epoch(carry.state, fold, images, carry.epoch)
+      return carry.replace(state=state, epoch=carry.epoch + 1), losses
 
     return jax.lax.scan(one_epoch, carry, None, length=self.val_every)
 
   def train(self, carry: Carry, fold: FoldData, images, validations: int, count=None):
     """`validations` x (`val_every` epochs, then a validation). Returns (carry, logs) with logs
-    {'train_loss': (validations, val_every), 'val_auc', 'val_loss', 'epoch': (validations,)}.
+    {'train_loss', 'start_loss': (validations, val_every), 'val_auc', 'val_loss', 'epoch':
+    (validations,)}.
 
     `count` (an int32 scalar, possibly traced, at most `validations`; default `validations`):
     run only that many; the logs keep their `validations` rows, the ones not run zero. So
@@ -423,7 +430,7 @@ class Engine:
     def one_validation(carry):
       carry, losses = self.train_epochs(carry, fold, images)
       carry, logs = self.validate(carry, fold, images)
-      return carry, {'train_loss': losses, **logs}
+      return carry, {**losses, **logs}
 
     def body(i, state):
       carry, logs = state
@@ -433,6 +440,7 @@ class Engine:
 
     logs = {
       'train_loss': jnp.zeros((validations, self.val_every), jnp.float32),
+      'start_loss': jnp.zeros((validations, self.val_every), jnp.float32),
       'val_auc': jnp.zeros(validations, jnp.float32),
       'val_loss': jnp.zeros(validations, jnp.float32),
       'epoch': jnp.zeros(validations, jnp.int32),
@@ -603,7 +611,7 @@ def train_on_host(
   bs = engine.batch_size
   logs = []
   for _ in range(validations):
-    losses = []
+    losses, starts = [], []
     for _ in range(engine.val_every):
       epoch_key = jax.random.fold_in(fold.key, carry.epoch)
       rng = np.random.default_rng((*host_seed, int(carry.epoch)))
@@ -620,7 +628,8 @@ def train_on_host(
         state, metrics = step(state, batch, dropout_key)
         step_losses.append(metrics['loss'])
       losses.append(jnp.mean(jnp.stack(step_losses)))
+      starts.append(step_losses[0])
       carry = carry.replace(state=state, epoch=carry.epoch + 1)
     carry, val_logs = validate(carry, fold, images)
-    logs.append({'train_loss': jnp.stack(losses), **val_logs})
+    logs.append({'train_loss': jnp.stack(losses), 'start_loss': jnp.stack(starts), **val_logs})
   return carry, jax.tree.map(lambda *x: jnp.stack(x), *logs)
