@@ -371,8 +371,10 @@ def validate(config: ml_collections.ConfigDict, *, check_model: bool = True) -> 
     _check_model(ck, config)
   else:
     # A restored run is not traced again (it trained), but a family it names must exist:
-    # everything that reads the run builds its task from that name.
-    _check_model_name(ck, config)
+    # everything that reads the run builds its task from that name (a fused run's from its
+    # members' configs, `uadjax.ensemble`).
+    if 'ensemble' not in config:
+      _check_model_name(ck, config)
   if 'gan' in config:
     # f-AnoGAN's first phase: its own schedule, optimiser and task.
     ck.schedule('gan.epochs', 'gan.select_every')
