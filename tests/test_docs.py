@@ -12,6 +12,7 @@
   span that is a fragment of a cross_validate command (it starts with `--config=` or
   `--config.`) is parsed as one. Placeholders: `MODEL` in a config path stands for every config
   file of its folder; `$VAR` for 0; `...` for elided flags (a required flag may then be missing).
+- Every relative link between the pages names a file that exists, and a heading that exists.
 """
 
 from __future__ import annotations
@@ -287,6 +288,30 @@ def test_docs_have_python_blocks_and_commands():
   assert all(b.skip for b in found if b.skip is not None), 'a skip marker needs its reason'
   modules = {c.module for c in commands()}
   assert {'experiments.cross_validate', 'experiments.predict', 'experiments.fundus'} <= modules
+
+
+def slug(heading: str) -> str:
+  """A heading's anchor as GitHub writes it: lower case, punctuation dropped, spaces as '-'."""
+  text = re.sub(r'[^\w\- ]', '', heading.strip().lower())
+  return text.replace(' ', '-')
+
+
+def test_every_link_between_pages_resolves():
+  """Relative links of the README and docs/ name files that exist, and headings that exist."""
+  broken = []
+  for page in PAGES:
+    for target in re.findall(r'\]\(([^)\s]+)\)', prose(page)):
+      if re.match(r'[a-z]+:', target):
+        continue  # an absolute URL
+      path, _, anchor = target.partition('#')
+      file = (REPO / page).parent / path if path else REPO / page
+      if not file.exists():
+        broken.append(f'{page}: ({target}): no file {file}')
+      elif anchor and file.suffix == '.md':
+        headings = re.findall(r'^#+ (.+)$', prose(os.path.relpath(file, REPO)), re.M)
+        if anchor not in {slug(h) for h in headings}:
+          broken.append(f'{page}: ({target}): no heading #{anchor} in {path or page}')
+  assert not broken, '\n'.join(broken)
 
 
 def test_every_command_parses():

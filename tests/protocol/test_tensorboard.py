@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import ml_collections
 import numpy as np
 import pytest
@@ -125,6 +127,11 @@ def test_nothing_written_when_off_or_nothing_trains(cosine_protocol, tmp_path):
   idle = Summaries(cosine_protocol, RunDir(str(tmp_path / 'idle')))
   idle.resume_at(cosine_protocol.config.train.epochs)
   idle.close()
+  # A family that fits instead of training: no engine, no optimiser, and no call to log.
+  fits = types.SimpleNamespace(config=ml_collections.ConfigDict({'cv': {}, 'train': {}}))
+  fitted = Summaries(fits, RunDir(str(tmp_path / 'fits')))
+  fitted.resume_at(0)
+  fitted.close()
   config = make_config(TINY_CAE, **{'cv.tensorboard': False})
   off = Summaries(Protocol(config), RunDir(str(tmp_path / 'off')))
   off.log_call([0], [fake_logs(0, 2, 2, loss=1.0)], 0)

@@ -78,12 +78,7 @@ class Summaries:
     self.enabled = enabled(protocol.config) and jax.process_index() == 0
     self.purge_step = None
     self._writers: dict = {}
-    c = protocol.config
-    self._steps_per_epoch = protocol.engine.steps_per_epoch
-    rate = learning_rate(c.optimizer, self._steps_per_epoch, c.train.epochs)
-    self._rate = rate if callable(rate) else (lambda step, rate=rate: rate)
-    task = protocol.task
-    self._images = task.anomaly_maps or task.reconstructs
+    self._schedule = None  # (the learning rate or its schedule, steps an epoch), at first use
 
   def resume_at(self, epoch: int) -> None:
     """Training starts after `epoch`: what an earlier process wrote after it is purged."""
@@ -103,6 +98,15 @@ class Summaries:
       )
     return self._writers[iteration]
 
+  def _rate(self, epoch: int) -> float:
+    """The optimiser's learning rate after `epoch` epochs (read only where a call trained: a
+    family that fits instead of training needs no optimiser)."""
+    if self._schedule is None:
+      c, steps = self.p.config, self.p.engine.steps_per_epoch
+      self._schedule = (learning_rate(c.optimizer, steps, c.train.epochs), steps)
+    rate, steps = self._schedule
+    return float(rate(epoch * steps) if callable(rate) else rate)
+
   def log_call(self, iterations: list[int], logs: list[dict], first_epoch: int) -> None:
     """The scalars of one compiled call: `logs[k]` is iteration `iterations[k]`'s (as numpy),
     whose training began after epoch `first_epoch`."""
@@ -114,8 +118,7 @@ class Summaries:
       for k, loss in enumerate(losses):
         epoch = first_epoch + 1 + k
         writer.add_scalar('train/loss', float(loss), epoch)
-        rate = self._rate(epoch * self._steps_per_epoch)
-        writer.add_scalar('train/learning_rate', float(rate), epoch)
+        writer.add_scalar('train/learning_rate', self._rate(epoch), epoch)
       val_epochs = np.asarray(log['epoch']).reshape(-1)
       for key in sorted(k for k in log if k.startswith('val_')):
         values = np.asarray(log[key], np.float64).reshape(-1)
@@ -135,7 +138,8 @@ class Summaries:
   def log_images(self, iteration: int, carry) -> None:
     """The fixed validation images, their reconstructions and anomaly maps under the carry's
     current variables (a 'latest' checkpoint's), at its epoch."""
-    if not (self.enabled and self._images):
+    task = self.p.task
+    if not (self.enabled and (task.anomaly_maps or task.reconstructs)):
       return
     indices = self.fixed_images(iteration)
     if not len(indices):
@@ -154,7 +158,7 @@ class Summaries:
     if 'reconstructions' in out:
       recon = _rgb(out['reconstructions'])
       writer.add_image('images/reconstruction', _row(recon), epoch, dataformats='HWC')
-    if self.p.task.anomaly_maps:
+    if task.anomaly_maps:
       maps = np.nan_to_num(out['maps'].astype(np.float32))
       maps = maps / max(float(np.max(np.abs(maps))), 1e-12)
       writer.add_image('images/anomaly_map', _row(_rgb(maps[..., None])), epoch, dataformats='HWC')
