@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import importlib
+import json
 import os
 import pathlib
 import shutil
@@ -84,6 +85,39 @@ def env_without_gpu() -> dict:
   env['JAX_PLATFORMS'] = 'cpu'
   env['PYTHONPATH'] = str(REPO)
   return env
+
+
+def python(*args, input: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+  """`python ARGS` in a subprocess (CPU only, the repository on the path) that must succeed;
+  returns the CompletedProcess (stdout and stderr as text)."""
+  done = subprocess.run(
+    [sys.executable, *args],
+    input=input,
+    cwd=REPO,
+    env=env_without_gpu(),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  return done
+
+
+def last_json(done: subprocess.CompletedProcess):
+  """The JSON value a subprocess printed on its last line."""
+  return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def phantom_pngs(folder, n_normal: int = 1, n_abnormal: int = 1, size: int = 32):
+  """`folder` holding `n_normal + n_abnormal` phantoms as 8-bit PNGs (0.png, 1.png, ...): new
+  images for predict."""
+  from uadjax.data import phantoms
+
+  folder.mkdir(parents=True, exist_ok=True)
+  images, _, _, _ = phantoms.make_phantoms(n_normal, n_abnormal, size, 5)
+  for k, x in enumerate(images):
+    Image.fromarray((x[..., 0] * 255).astype(np.uint8)).save(folder / f'{k}.png')
+  return folder
 
 
 def cross_validate_cmd(workdir, *flags, config: str = TINY_CAE) -> list[str]:

@@ -24,12 +24,11 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import REPO, env_without_gpu
+from tests.helpers import REPO, last_json, python
 
 PAGES = ['README.md', *sorted(os.path.relpath(p, REPO) for p in glob.glob(str(REPO / 'docs/*.md')))]
 SKIP = re.compile(r'<!--\s*docs-test:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->')
@@ -247,17 +246,8 @@ def parse_in_this_process(commands: list[dict]) -> list[str]:
 
 def parse_commands(found: list[Command]) -> list[str]:
   """`parse_in_this_process` in a subprocess; its messages."""
-  done = subprocess.run(
-    [sys.executable, '-m', 'tests.test_docs'],
-    input=json.dumps([dataclasses.asdict(c) for c in found]),
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  return json.loads(done.stdout.strip().splitlines()[-1])
+  commands = json.dumps([dataclasses.asdict(c) for c in found])
+  return last_json(python('-m', 'tests.test_docs', input=commands))
 
 
 # -- tests ---------------------------------------------------------------------------------------

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
 
-from tests.helpers import REPO, env_without_gpu, make_config
+from tests.helpers import last_json, make_config, phantom_pngs, python
 from uadjax import families, io
 from uadjax import protocol as protocol_lib
 from uadjax.data import phantoms
@@ -100,33 +96,18 @@ images = dataset.images[[index[n] for n in {metrics['test_names']!r}]]
 model = inference.load_models({str(workdir)!r}, [1])[0]
 print(json.dumps([float(s) for s in model.score(images)[0]]))
 """
-  done = subprocess.run(
-    [sys.executable, '-c', program],
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  restored = json.loads(done.stdout.strip().splitlines()[-1])
+  restored = last_json(python('-c', program))
   np.testing.assert_allclose(restored, metrics['test_scores'], rtol=1e-4, atol=1e-5)
 
 
 def test_predict_and_the_report_read_a_fitted_run(fitted_runs, tmp_path):
-  from PIL import Image
-
   from uadjax import predict
   from uadjax.reports import write_report
 
   workdir = fitted_runs['feature_gaussian']
   report = write_report(str(workdir))
   assert 'fitted in one pass (no epochs)' in open(report).read()
-  folder = tmp_path / 'images'
-  folder.mkdir()
-  images, _, _, _ = phantoms.make_phantoms(1, 1, 32, 5)
-  for k, x in enumerate(images):
-    Image.fromarray((x[..., 0] * 255).astype(np.uint8)).save(folder / f'{k}.png')
+  folder = phantom_pngs(tmp_path / 'images')
   result = predict.predict(str(workdir), str(folder), str(tmp_path / 'out'))
   assert result['n_images'] == 2 and result['n_errors'] == 0
 

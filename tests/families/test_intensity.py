@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-from PIL import Image
-
+from tests.helpers import phantom_pngs
 from uadjax import io
 from uadjax import protocol as protocol_lib
-from uadjax.data import phantoms
 
 
 def test_the_intensity_baseline_runs_through_the_protocol_the_report_and_predict(tmp_path):
@@ -31,10 +28,6 @@ def test_the_intensity_baseline_runs_through_the_protocol_the_report_and_predict
   ]
   assert metrics['selected_candidate'] in metrics['validation']['candidate']
   assert os.path.exists(write_report(str(workdir)))
-  folder = tmp_path / 'images'
-  folder.mkdir()
-  images, labels, _, _ = phantoms.make_phantoms(1, 1, 32, 5)
-  for k, x in enumerate(images):
-    Image.fromarray((x[..., 0] * 255).astype(np.uint8)).save(folder / f'{k}.png')
+  folder = phantom_pngs(tmp_path / 'images')
   result = predict.predict(str(workdir), str(folder), str(tmp_path / 'out'))
   assert result['n_images'] == 2 and result['n_errors'] == 0

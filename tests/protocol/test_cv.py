@@ -3,18 +3,17 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.helpers import (
-  REPO,
   TINY_CAE,
   cross_validate,
   env_without_gpu,
+  last_json,
   make_config,
+  python,
   requires_head_ct,
 )
 from uadjax import checkpoint
@@ -102,16 +101,7 @@ print(json.dumps({'max_diff': float(np.max(np.abs(scores - metrics['test_scores'
 
 def test_checkpoint_restores_in_a_fresh_process(tiny_run):
   workdir = tiny_run
-  done = subprocess.run(
-    [sys.executable, '-c', RESTORE_SCRIPT, str(workdir)],
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.strip().splitlines()[-1])
+  result = last_json(python('-c', RESTORE_SCRIPT, str(workdir)))
   assert result['max_diff'] < 1e-5
   assert result['epoch'] == _metrics(workdir, 0)['selected_epoch']
 
