@@ -218,8 +218,11 @@ def display_name(name) -> str:
   unknown names unchanged, 'this run' for none."""
   if not name:
     return 'this run'
-  key = ''.join(c for c in str(name).lower() if c.isalnum())
-  return FAMILIES[key].display if key in FAMILIES else str(name)
+  def key(text):
+    return ''.join(c for c in str(text).lower() if c.isalnum())
+
+  found = {key(n): f for n, f in FAMILIES.items()}.get(key(name))
+  return found.display if found else str(name)
 
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
