@@ -87,11 +87,11 @@ def env_without_gpu() -> dict:
   return env
 
 
-def python(*args, input: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-  """`python ARGS` in a subprocess (CPU only, the repository on the path) that must succeed;
-  returns the CompletedProcess (stdout and stderr as text)."""
+def run(cmd: list[str], *, expect: int | None = 0, input: str | None = None, timeout: int = 300):
+  """`cmd` in a subprocess from the repository (CPU only, the repository on the path); asserts
+  its exit status is `expect` (None: any) and returns the CompletedProcess (text output)."""
   done = subprocess.run(
-    [sys.executable, *args],
+    cmd,
     input=input,
     cwd=REPO,
     env=env_without_gpu(),
@@ -99,8 +99,14 @@ def python(*args, input: str | None = None, timeout: int = 300) -> subprocess.Co
     text=True,
     timeout=timeout,
   )
-  assert done.returncode == 0, done.stderr[-3000:]
+  if expect is not None:
+    assert done.returncode == expect, done.stderr[-3000:]
   return done
+
+
+def python(*args, **kwargs) -> subprocess.CompletedProcess:
+  """`python ARGS` through `run` (keyword arguments: `run`'s)."""
+  return run([sys.executable, *args], **kwargs)
 
 
 def last_json(done: subprocess.CompletedProcess):

@@ -26,7 +26,9 @@ from tests.helpers import (
   env_without_gpu,
   epochs_logged,
   make_config,
+  python,
   requires_head_ct,
+  run,
 )
 from uadjax import compilation_cache, io
 from uadjax import config as config_lib
@@ -106,15 +108,7 @@ def test_the_gan_networks_follow_the_data_image_size():
 
 def test_the_entry_point_exits_2_naming_the_field_and_creates_nothing(tmp_path):
   workdir = tmp_path / 'run'
-  done = subprocess.run(
-    cross_validate_cmd(workdir, '--config.cv.threshold=bogus'),
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 2, done.stderr[-2000:]
+  done = run(cross_validate_cmd(workdir, '--config.cv.threshold=bogus'), expect=2, timeout=300)
   assert "cv.threshold='bogus'" in done.stderr
   assert 'Traceback' not in done.stderr
   assert not workdir.exists()
@@ -478,15 +472,9 @@ def test_non_finite_scores_of_the_selected_model_are_a_divergence(monkeypatch, t
 
 def test_a_learning_rate_that_diverges_exits_3_with_the_summary_saying_so(tmp_path):
   workdir = tmp_path / 'run'
-  done = subprocess.run(
-    cross_validate_cmd(workdir, '--config.optimizer.learning_rate=1e4'),
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=600,
+  done = run(
+    cross_validate_cmd(workdir, '--config.optimizer.learning_rate=1e4'), expect=3, timeout=600
   )
-  assert done.returncode == 3, done.stderr[-3000:]
   assert 'Traceback' not in done.stderr
   assert 'Iteration 0 diverged at epoch' in done.stderr
   assert 'diverged**' in done.stdout  # the printed summary
@@ -531,15 +519,11 @@ def test_a_read_only_workdir_is_refused_before_the_data_is_read(monkeypatch, tmp
 
 def test_the_entry_point_exits_2_in_one_line_on_a_read_only_workdir(tmp_path):
   workdir = tmp_path / 'run'
-  done = subprocess.run(
+  done = run(
     [sys.executable, '-c', _READ_ONLY, f'--config={TINY_CAE}', f'--workdir={workdir}'],
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
+    expect=2,
     timeout=300,
   )
-  assert done.returncode == 2, done.stderr[-3000:]
   assert 'Traceback' not in done.stderr
   (line,) = [s for s in done.stderr.splitlines() if s.startswith('error:')]
   assert f'{workdir}: cannot be written (it is on a read-only file system' in line
@@ -688,15 +672,7 @@ def test_readers_of_a_run_with_an_unknown_model_exit_2_with_the_config_check(
     'compare': [str(run), f'--out={tmp_path / "c"}'],
     'rescore': [f'--run={run}'],
   }[entry]
-  done = subprocess.run(
-    [sys.executable, '-m', f'experiments.{entry}', *args],
-    cwd=REPO,
-    env=env_without_gpu(),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert done.returncode == 2, done.stderr[-3000:]
+  done = python('-m', f'experiments.{entry}', *args, expect=2)
   assert 'Traceback' not in done.stderr
   assert f"error: {run}/config.json: Invalid config:\n  model_name='vae': expected one of" in (
     done.stderr
