@@ -218,6 +218,7 @@ def display_name(name) -> str:
   unknown names unchanged, 'this run' for none."""
   if not name:
     return 'this run'
+
   def key(text):
     return ''.join(c for c in str(text).lower() if c.isalnum())
 
