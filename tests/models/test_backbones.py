@@ -36,7 +36,9 @@ def test_the_unpickler_admits_arrays_and_plain_containers(tmp_path):
 
 
 @pytest.mark.parametrize(
-  'payload', [_Payload(), {'w': _Payload()}, io.BytesIO(b'x'), np.float32], ids=str
+  'payload',
+  [_Payload(), {'w': _Payload()}, io.BytesIO(b'x'), np.float32],
+  ids=['os.system', 'os.system inside a dict', 'io.BytesIO', 'numpy.float32'],
 )
 def test_the_unpickler_refuses_any_other_global(tmp_path, payload):
   path = tmp_path / 'bad.ckpt'
