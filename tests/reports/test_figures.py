@@ -83,7 +83,7 @@ def test_training_curves_draw_the_validation_loss_of_a_loss_selected_run(
   run, tmp_path, monkeypatch
 ):
   saved = []
-  monkeypatch.setattr(figures, '_save', lambda fig, path: saved.append(fig) or str(path))
+  monkeypatch.setattr(figures, 'save_png', lambda fig, path: saved.append(fig) or str(path))
   one = dict(run[0][0])
   figures.plot_training_curves([one], tmp_path / 'auc.png')
   one.update(selection='val_loss', selected_epoch=int(one['validation']['epoch'][1]))
