@@ -118,7 +118,8 @@ class FeatureGaussianTask(FeatureTask):
 
   The pooled feature is the mean of the region's cells, f = mean_p f_p, so the squared distance
   d^2 = (f - mu)' P (f - mu) = mean_p (f_p - mu)' P (f - mu) splits exactly into the cells'
-  shares: the map shows each cell's share (negative shares clipped to 0).
+  shares: the map shows each cell's share divided by d (the cells' mean is then the score d, on
+  the score's scale as an autoencoder's residual map is; negative shares clipped to 0).
   """
 
   def embed(self, variables, images):
@@ -154,6 +155,7 @@ class FeatureGaussianTask(FeatureTask):
     u = (pooled - p['mean']) @ p['precision']
     scores = jnp.sqrt(jnp.maximum(jnp.sum(u * (pooled - p['mean']), -1), 0.0))
     shares = jnp.einsum('nhwd,nd->nhw', grid - p['mean'], u) * inside
+    shares = shares / jnp.maximum(scores, 1e-6)[:, None, None]
     return scores, self.to_map(jnp.maximum(shares, 0.0), images)
 
 
