@@ -239,6 +239,10 @@ def load_models(workdir: str, iterations=None, config=None) -> list[IterationMod
   image_shape = data.image_shape(config.data)
   # The variables the config's model has at this image size, without computing them.
   expected = jax.eval_shape(lambda: task.init(jax.random.PRNGKey(0), image_shape)).variables
+  # Collections the model has none of are not compared: a checkpoint may hold what an older
+  # version of its task kept there (the intensity baseline's histogram, when it counted epochs),
+  # which scoring never reads.
+  expected = {k: v for k, v in expected.items() if jax.tree.leaves(v)}
   # One program for scores, maps and reconstructions (their forward pass is shared).
   compiled = {'outputs': task_jit(outputs_fn(task), task, SCORING)}
   batch = int(config.train.get('score_batch', 32))
