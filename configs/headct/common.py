@@ -154,4 +154,7 @@ def features(arg, model_name: str, layers=('relu3_3', 'relu4_3'), image_size: in
     config.data.image_size = image_size
   config.model_name = model_name
   config.model = dict(backbone='vgg16', layers=tuple(layers))
+  # Nothing is trained: bfloat16 ('auto' on a GPU) would only coarsen the features that the
+  # statistics are fitted to, as on the CPU where the recipes were chosen.
+  config.train.dtype = 'float32'
   return config

@@ -121,3 +121,37 @@ def test_a_fitted_config_has_no_training_fields_and_refuses_a_bad_mask():
   config.task.mask = 'skull'
   with pytest.raises(config_lib.ConfigError, match="task.mask='skull'"):
     config_lib.validate(config)
+
+
+def test_only_the_training_normals_are_fitted_when_a_split_trains_on_abnormals_too(
+  monkeypatch, tmp_path
+):
+  # A hold-out split may put abnormal images in training (the fundus configs' default);
+  # the statistics must see the normals only.
+  from uadjax.train.features import FeatureGaussianTask
+
+  seen = []
+  fit = FeatureGaussianTask.fit
+  monkeypatch.setattr(
+    FeatureGaussianTask,
+    'fit',
+    lambda self, key, f: seen.append(len(f['pooled'])) or fit(self, key, f),
+  )
+  config = _config('feature_gaussian')
+  config.cv.scheme = 'holdout'
+  config.cv.normal_fractions = (0.6, 0.2, 0.2)
+  config.cv.abnormal_fractions = (0.4, 0.3, 0.3)
+  config.cv.iterations = ''
+  protocol = protocol_lib.Protocol(config)
+  split = protocol.splits[0]
+  labels = protocol.dataset.labels
+  assert np.any(labels[split.train] == 1)
+  protocol_lib.run(config, str(tmp_path / 'run'))
+  assert seen == [int(np.sum(labels[split.train] == 0))]
+
+
+def test_a_mask_that_leaves_no_patch_is_named():
+  task = families.make_task(_config('patchcore'))
+  empty = {'patches': np.zeros((2, 4, 8), np.float32), 'inside': np.zeros((2, 4), np.float32)}
+  with pytest.raises(ValueError, match='leaves no patch of the training images inside'):
+    task.fit(jax.random.PRNGKey(0), empty)

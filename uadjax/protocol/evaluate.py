@@ -52,10 +52,11 @@ def evaluate(
   if bad:
     epoch = int(carry.best_epoch)
     losses = dict(zip(history['epoch'], history['train_loss'], strict=True))
+    kept = history.get('selected_candidate') or f'selected at epoch {epoch}'
     found = {
       'epoch': epoch,
       'loss': losses.get(epoch, float('nan')),
-      'reason': f'the model selected at epoch {epoch} gives scores that are not finite ({bad})',
+      'reason': f'the model ({kept}) gives scores that are not finite ({bad})',
     }
     return divergence.record(split, '', found, history)
   threshold = metrics_lib.select_threshold(

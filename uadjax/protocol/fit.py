@@ -99,14 +99,16 @@ def fit_iterations(protocol: Protocol, todo: list[int], finish: Callable) -> Non
       )
     split = protocol.splits[i]
     start = time.time()
-    train = jax.tree.map(lambda f: np.asarray(f[split.train]), features)  # noqa: B023
+    # The training normals only: a hold-out split may put abnormal images in training.
+    normals = split.train[protocol.dataset.labels[split.train] == 0]
+    train = jax.tree.map(lambda f: np.asarray(f[normals]), features)  # noqa: B023
     candidates = protocol.task.fit(protocol.iteration_key(i), train)
     best, history = select(protocol, candidates, score, split)
     names = [name for name, _ in candidates]
     logging.info(
       'Iteration %d: fitted to %d training normals in %.1f s; validation AUC %s; kept %s.',
       i,
-      len(split.train),
+      len(normals),
       time.time() - start,
       ', '.join(f'{n} {a:.3f}' for n, a in zip(names, history['val_auc'], strict=True)),
       history['selected_candidate'],

@@ -57,6 +57,11 @@ class IntensityTask(FitTask):
     the bin where their cumulative share reaches the percentile."""
     del key
     hist = np.sum(np.asarray(features['histogram'], np.float64), axis=0)
+    if not hist.sum():
+      raise ValueError(
+        'The training images have no brain pixels (the head mask found nothing above '
+        f'model.mask_threshold={self.model.mask_threshold}): no intensity band to fit.'
+      )
     cdf = np.cumsum(hist) / max(hist.sum(), 1.0)
     candidates = []
     for q in self.percentiles:
