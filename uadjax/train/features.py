@@ -112,6 +112,12 @@ class FeatureTask(FitTask):
     return create_train_state({'params': params}, self.tx)
 
 
+def _pooled(grid, inside):
+  """(n, D) mean feature of each image's cells inside the region (weights `inside`)."""
+  total = jnp.maximum(jnp.sum(inside, axis=(1, 2)), 1.0)
+  return jnp.einsum('nhwd,nhw->nd', grid, inside) / total[:, None]
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureGaussianTask(FeatureTask):
   """One Gaussian of the pooled features; the score is the Mahalanobis distance.
@@ -124,9 +130,7 @@ class FeatureGaussianTask(FeatureTask):
 
   def embed(self, variables, images):
     """{'pooled': (n, D)}: the mean feature of the region's cells."""
-    grid, inside = self.grid_features(variables, images)
-    total = jnp.maximum(jnp.sum(inside, axis=(1, 2)), 1.0)
-    return {'pooled': jnp.einsum('nhwd,nhw->nd', grid, inside) / total[:, None]}
+    return {'pooled': _pooled(*self.grid_features(variables, images))}
 
   def init(self, key, image_shape) -> TrainState:
     """A zero mean (D,) and precision (D, D)."""
@@ -150,8 +154,7 @@ class FeatureGaussianTask(FeatureTask):
   def score(self, variables, images):
     p = variables['params']
     grid, inside = self.grid_features(variables, images)
-    total = jnp.maximum(jnp.sum(inside, axis=(1, 2)), 1.0)
-    pooled = jnp.einsum('nhwd,nhw->nd', grid, inside) / total[:, None]
+    pooled = _pooled(grid, inside)
     u = (pooled - p['mean']) @ p['precision']
     scores = jnp.sqrt(jnp.maximum(jnp.sum(u * (pooled - p['mean']), -1), 0.0))
     shares = jnp.einsum('nhwd,nd->nhw', grid - p['mean'], u) * inside
