@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import stat
@@ -551,7 +552,10 @@ def test_a_full_disk_during_a_checkpoint_exits_2_in_one_line_and_the_rerun_resum
   assert done.returncode == 2, done.stderr[-3000:]
   assert 'Traceback' not in done.stderr, done.stderr[-3000:]
   (line,) = [s for s in done.stderr.splitlines() if s.startswith('error:')]
-  assert f'{workdir}: saving the latest checkpoint of epoch 2 failed: a file would exceed' in line
+  # Which save first crosses the limit varies between runs (Orbax's OCDBT files do not grow
+  # by the same amount each save): the epoch is not pinned, the message's shape is.
+  saved = r'saving the (latest|best) checkpoint of epoch \d+ failed: a file would exceed'
+  assert re.search(f'{re.escape(str(workdir))}: {saved}', line), line
   assert 'free there' in line and 'rerunning the same command resumes' in line
   assert not (workdir / 'summary.json').exists()
 
