@@ -75,12 +75,19 @@ def test_the_gaussian_scores_its_own_training_mean_lowest():
   p = variables['params']
   at_mean = task.score_embedded(variables, {'pooled': p['mean'][None]})
   np.testing.assert_allclose(at_mean, [0.0], atol=1e-3)
-  # The maps split the squared distance: their cells' mean share is the score squared.
-  grid, inside = task.grid_features({**variables, **frozen}, np.asarray(lesions))
-  pooled = np.einsum('nhwd,nhw->nd', grid, inside) / inside.sum(axis=(1, 2))[:, None]
-  shares = np.einsum('nhwd,nd->nhw', grid - p['mean'], (pooled - p['mean']) @ p['precision'])
+  # The maps split the squared distance: each tap's cells' mean share, summed over the taps,
+  # is the score squared.
+  taps, inside = task.tap_features({**variables, **frozen}, np.asarray(lesions))
+  taps = {name: np.asarray(f) for name, f in taps.items()}
+  pooled = np.concatenate([f.mean(axis=(1, 2)) for f in taps.values()], -1)  # no mask
+  u = (pooled - p['mean']) @ p['precision']
+  total, start = 0.0, 0
+  for f in taps.values():
+    c = slice(start, start + f.shape[-1])
+    start += f.shape[-1]
+    total += np.einsum('nhwd,nd->nhw', f - p['mean'][c], u[:, c]).mean(axis=(1, 2))
   scores = task.score_embedded(variables, {'pooled': pooled})
-  np.testing.assert_allclose(shares.mean(axis=(1, 2)), np.square(scores), rtol=2e-3)
+  np.testing.assert_allclose(total, np.square(scores), rtol=2e-3)
 
 
 def test_a_fitted_run_restored_in_a_fresh_process_reproduces_its_test_scores(fitted_runs):

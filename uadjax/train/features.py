@@ -82,6 +82,14 @@ class FeatureTask(FitTask):
     m = self.model
     return f'{m.backbone} ImageNet features {"+".join(m.layers)}, fitted (no training)'
 
+  def tap_features(self, variables, images):
+    """The backbone's taps at their own resolutions {tap: (n, h, w, c)}, and each tap's
+    float32 cell weights {tap: (n, h, w)}: 1 for the cells inside the region (over half their
+    pixels), else 0."""
+    taps = self.model.apply({'params': variables['backbone']}, images)
+    region = scores_lib.region_mask(images, self.mask, self.mask_threshold, self.brain_margin)
+    return taps, {name: _inside(region, t.shape[:3]) for name, t in taps.items()}
+
   def grid_features(self, variables, images):
     """(n, g, g, D) features of every tap on the common grid, and (n, g, g) float32 weights:
     1 for the cells inside the region (over half their pixels), else 0."""
@@ -92,10 +100,7 @@ class FeatureTask(FitTask):
       [jax.image.resize(t, (n, side, side, t.shape[-1]), 'linear') for t in taps.values()], -1
     )
     region = scores_lib.region_mask(images, self.mask, self.mask_threshold, self.brain_margin)
-    if region is None:
-      return grid, jnp.ones((n, side, side), jnp.float32)
-    share = jax.image.resize(region.astype(jnp.float32), (n, side, side), 'linear')
-    return grid, (share >= 0.5).astype(jnp.float32)
+    return grid, _inside(region, (n, side, side))
 
   def to_map(self, cells, images):
     """(n, g, g) cell scores -> (n, h, w) maps of the images' size, blurred."""
@@ -112,6 +117,15 @@ class FeatureTask(FitTask):
     return create_train_state({'params': params}, self.tx)
 
 
+def _inside(region, shape):
+  """(n, h, w) float32 weights of a feature grid of `shape` (n, h, w): 1 where over half of a
+  cell's pixels are inside `region` (n, H, W) (None: every cell), else 0."""
+  if region is None:
+    return jnp.ones(shape, jnp.float32)
+  share = jax.image.resize(region.astype(jnp.float32), shape, 'linear')
+  return (share >= 0.5).astype(jnp.float32)
+
+
 def _pooled(grid, inside):
   """(n, D) mean feature of each image's cells inside the region (weights `inside`)."""
   total = jnp.maximum(jnp.sum(inside, axis=(1, 2)), 1.0)
@@ -122,15 +136,23 @@ def _pooled(grid, inside):
 class FeatureGaussianTask(FeatureTask):
   """One Gaussian of the pooled features; the score is the Mahalanobis distance.
 
-  The pooled feature is the mean of the region's cells, f = mean_p f_p, so the squared distance
-  d^2 = (f - mu)' P (f - mu) = mean_p (f_p - mu)' P (f - mu) splits exactly into the cells'
-  shares: the map shows each cell's share divided by d (the cells' mean is then the score d, on
-  the score's scale as an autoencoder's residual map is; negative shares clipped to 0).
+  Each tap is pooled at its own resolution (the mean of its cells inside the region; `grid` is
+  not used), and the taps' means are concatenated: f = [mean_p f_tp]_t. The squared distance
+  d^2 = (f - mu)' u, u = P (f - mu), splits exactly into the taps' cells' shares,
+  d^2 = sum_t mean_p (f_tp - mu_t)' u_t: the map is the sum of the taps' share maps, each
+  upsampled to the image, divided by d (its mean is then the score d, on the score's scale as
+  an autoencoder's residual map is; negative values clipped to 0).
   """
 
+  def _pooled_taps(self, variables, images):
+    """The taps, their cell weights and the (n, D) pooled feature."""
+    taps, inside = self.tap_features(variables, images)
+    pooled = jnp.concatenate([_pooled(taps[name], inside[name]) for name in taps], -1)
+    return taps, inside, pooled
+
   def embed(self, variables, images):
-    """{'pooled': (n, D)}: the mean feature of the region's cells."""
-    return {'pooled': _pooled(*self.grid_features(variables, images))}
+    """{'pooled': (n, D)}: each tap's mean over the region's cells, concatenated."""
+    return {'pooled': self._pooled_taps(variables, images)[2]}
 
   def init(self, key, image_shape) -> TrainState:
     """A zero mean (D,) and precision (D, D)."""
@@ -153,13 +175,22 @@ class FeatureGaussianTask(FeatureTask):
 
   def score(self, variables, images):
     p = variables['params']
-    grid, inside = self.grid_features(variables, images)
-    pooled = _pooled(grid, inside)
-    u = (pooled - p['mean']) @ p['precision']
-    scores = jnp.sqrt(jnp.maximum(jnp.sum(u * (pooled - p['mean']), -1), 0.0))
-    shares = jnp.einsum('nhwd,nd->nhw', grid - p['mean'], u) * inside
-    shares = shares / jnp.maximum(scores, 1e-6)[:, None, None]
-    return scores, self.to_map(jnp.maximum(shares, 0.0), images)
+    taps, inside, pooled = self._pooled_taps(variables, images)
+    diff = pooled - p['mean']
+    u = diff @ p['precision']
+    scores = jnp.sqrt(jnp.maximum(jnp.sum(u * diff, -1), 0.0))
+    n, size = images.shape[0], images.shape[1]
+    total, start = jnp.zeros((n, size, size), jnp.float32), 0
+    for name, tap in taps.items():
+      channels = slice(start, start + tap.shape[-1])
+      start += tap.shape[-1]
+      # A cell's share of its tap's term: its weight makes the cells' mean the term itself.
+      cells = tap.shape[1] * tap.shape[2]
+      weight = inside[name] * cells / jnp.maximum(inside[name].sum((1, 2)), 1.0)[:, None, None]
+      shares = jnp.einsum('nhwd,nd->nhw', tap - p['mean'][channels], u[:, channels]) * weight
+      total += jax.image.resize(shares, (n, size, size), 'bilinear')
+    shares = jnp.maximum(total / jnp.maximum(scores, 1e-6)[:, None, None], 0.0)
+    return scores, self.to_map(shares, images)
 
 
 @dataclasses.dataclass(frozen=True)
