@@ -212,3 +212,26 @@ def test_score_parts_of_any_set_in_one_program():
     for k in parts:
       np.testing.assert_allclose(parts[k], direct[k], rtol=1e-5, atol=1e-7)
   assert engine._compiled['score_parts']._cache_size() == 1
+
+
+def test_a_labelled_batched_pass_logs_its_progress(monkeypatch, caplog):
+  import logging
+  import types
+
+  from uadjax.train import loop
+
+  clock = iter(range(0, 10_000, 40))  # each reading of the clock 40 s after the last
+  monkeypatch.setattr(loop, 'time', types.SimpleNamespace(time=lambda: next(clock)))
+  engine = types.SimpleNamespace(score_batch=2)
+  double = lambda variables, x: {'y': 2 * x}  # noqa: E731
+  with caplog.at_level(logging.INFO):
+    out = loop.in_batches(engine, double, {}, np.arange(10.0), np.arange(5), progress='Features')
+  np.testing.assert_array_equal(out['y'], 2 * np.arange(5.0))
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Features:')]
+  assert lines == [
+    'Features: 2/5 images, about 120 s left.',
+    'Features: 4/5 images, about 30 s left.',
+  ]
+  caplog.clear()
+  loop.in_batches(engine, double, {}, np.arange(10.0), np.arange(5))
+  assert not caplog.records

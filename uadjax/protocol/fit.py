@@ -32,7 +32,9 @@ def embed_all(protocol: Protocol):
   embed = engine.cached('embed', lambda: engine.jit(task.embed, SCORING))
   images = jax.device_put(protocol.dataset.images)
   start = time.time()
-  features = in_batches(engine, embed, engine.frozen, images, np.arange(len(images)))
+  features = in_batches(
+    engine, embed, engine.frozen, images, np.arange(len(images)), progress='Features'
+  )
   seconds = time.time() - start
   logging.info(
     'Features of %d images: %.1f s (%.1f images/s, compiling included).',

@@ -32,12 +32,14 @@ score parts; ONCE: init; see there):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import struct
 
 from uadjax.compiler import ONCE, SCORING, TRAINING, task_jit
@@ -548,13 +550,20 @@ class Engine:
     return self.cached('step', lambda: self.jit(self.task.train_step, TRAINING, donate_argnums=0))
 
 
-def in_batches(engine: Engine, fn, variables, images, indices) -> dict:
+def in_batches(engine: Engine, fn, variables, images, indices, progress: str = '') -> dict:
   """`fn(variables, images[chunk])` over chunks of `score_batch` indices, as numpy; the last
   chunk is padded with its first index, so every call has one shape (one program). `images`
-  may be a pytree of arrays with a leading image axis (a fitted task's features)."""
+  may be a pytree of arrays with a leading image axis (a fitted task's features). A
+  `progress` label logs the images done and the time left every half minute."""
   outs = []
   indices = np.asarray(indices)
+  began = last = time.time() if progress else 0.0
   for start in range(0, len(indices), engine.score_batch):
+    now = time.time() if progress else last
+    if start and now - last >= 30.0:
+      last = now
+      left = (now - began) * (len(indices) - start) / start
+      logging.info('%s: %d/%d images, about %.0f s left.', progress, start, len(indices), left)
     chunk = indices[start : start + engine.score_batch]
     padded = jax.device_put(pad(chunk, engine.score_batch, fill=int(chunk[0]))[0])
     batch = jax.tree.map(lambda x: x[padded], images)  # noqa: B023 (used at once)
