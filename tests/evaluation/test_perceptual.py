@@ -50,3 +50,19 @@ def test_a_reconstruction_task_gets_the_weights_as_frozen_variables_only_when_as
   config.task.perceptual_backbone = 'resnet'
   with pytest.raises(ValueError, match="task.perceptual_backbone='resnet'"):
     families.make_task(config)
+
+
+def test_a_run_trained_with_the_perceptual_residual_shows_its_maps(tmp_path):
+  # Its scoring program takes the backbone as frozen variables: the TensorBoard images at each
+  # 'latest' checkpoint must hand them over as the validation does (they once did not).
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  from uadjax import protocol as protocol_lib
+
+  config = make_config('configs/headct/cae.py:tiny,phantoms', **{'cv.iterations': '0'})
+  config.task = {'residual': 'perceptual'}
+  summary = protocol_lib.run(config, str(tmp_path / 'run'))
+  assert np.isfinite(summary['metrics']['auc']['mean'])
+  events = EventAccumulator(str(tmp_path / 'run' / 'tensorboard' / 'iter_00'), {'images': 0})
+  events.Reload()
+  assert events.Images('images/anomaly_map')

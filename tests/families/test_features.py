@@ -49,6 +49,20 @@ def test_each_feature_family_runs_the_protocol_without_epochs(fitted_runs, name)
 
 
 @pytest.mark.parametrize('name', FAMILIES)
+def test_a_fitted_run_shows_its_candidates_and_maps_in_tensorboard(fitted_runs, name):
+  from tests.protocol.test_tensorboard import read, scalars
+
+  workdir = fitted_runs[name]
+  for i in (0, 1):
+    validation = io.read_json(workdir / f'iter_{i:02d}' / 'metrics.json')['validation']
+    events = read(workdir / 'tensorboard' / f'iter_{i:02d}')
+    steps, aucs = scalars(events, 'validation/auc')
+    assert steps == list(range(len(validation['candidate'])))
+    np.testing.assert_allclose(aucs, validation['auc'], rtol=1e-6)
+    assert [e.step for e in events.Images('images/anomaly_map')] == [0]
+
+
+@pytest.mark.parametrize('name', FAMILIES)
 def test_scores_from_features_equal_scores_from_images(name):
   config = _config(name)
   task = families.make_task(config)

@@ -123,11 +123,11 @@ def test_resumed_iteration_keeps_one_value_per_epoch(cosine_protocol, tmp_path):
 
 def test_nothing_written_when_off_or_nothing_trains(cosine_protocol, tmp_path):
   """`cv.tensorboard=False` writes nothing; nor does a run with no training call (resumed at
-  its end, or a family that fits instead of training)."""
+  its end) or a writer given nothing (a fitted family writes its candidates: test_features)."""
   idle = Summaries(cosine_protocol, RunDir(str(tmp_path / 'idle')))
   idle.resume_at(cosine_protocol.config.train.epochs)
   idle.close()
-  # A family that fits instead of training: no engine, no optimiser, and no call to log.
+  # A set-up with no engine and no optimiser (a fitted family's), given nothing to log.
   fits = types.SimpleNamespace(config=ml_collections.ConfigDict({'cv': {}, 'train': {}}))
   fitted = Summaries(fits, RunDir(str(tmp_path / 'fits')))
   fitted.resume_at(0)

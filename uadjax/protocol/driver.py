@@ -25,7 +25,7 @@ from absl import logging
 
 from uadjax import config as config_lib
 from uadjax import families, io
-from uadjax.protocol import divergence, evaluate, fit
+from uadjax.protocol import divergence, evaluate, fit, summaries
 from uadjax.protocol.group import iteration_groups, train_groups
 from uadjax.protocol.setup import Protocol
 from uadjax.run import fingerprint as fingerprint_lib
@@ -149,12 +149,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       todo = [i for i in todo if i not in results]  # diverged in this phase: stopped there
 
     if protocol.task.fit_only:
+      board = summaries.Summaries(protocol, run_dir)
 
       def finish_fitted(i, carry, history, score_fn):
+        board.log_fitted(i, history, carry.best)
         results[i] = evaluate.finish_iteration(protocol, run_dir, i, carry, history, score_fn)
 
       logging.info('%d iterations to fit (%s).', len(todo), jax.devices()[0].device_kind)
-      fit.fit_iterations(protocol, todo, finish_fitted)
+      try:
+        fit.fit_iterations(protocol, todo, finish_fitted)
+      finally:
+        board.close()
       return _summarize(config, workdir, protocol, [results[i] for i in iterations])
 
     groups, parallel = iteration_groups(config, todo)

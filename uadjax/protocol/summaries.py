@@ -16,10 +16,15 @@ and at each 'latest' checkpoint, for a task whose maps or reconstructions show s
 images/anomaly_map (each map scaled by the largest of the set), by the scoring program the
 validation and the test set use (nothing new is compiled).
 
-A writer opens at its first write: a run that trains nothing (resumed at its end, or a family
-that fits instead of training) writes no event file. A resumed iteration's writer purges what
-an interrupted process had written after the epoch it resumes from (tensorboardX's
-`purge_step`), so the curves hold one value per epoch. `cv.tensorboard=False` turns it off.
+A family that fits instead of training (`uadjax.protocol.fit`) writes, per iteration, each
+candidate's validation/auc and validation/loss (step: the candidate's index, in the order of
+`metrics.json`'s `validation.candidate`; the names as the text `candidates`) and the fixed
+images' maps under the kept candidate (step 0).
+
+A writer opens at its first write: a run resumed at its end writes no event file. A resumed
+iteration's writer purges what an interrupted process had written after the epoch it resumes
+from (tensorboardX's `purge_step`), so the curves hold one value per epoch.
+`cv.tensorboard=False` turns it off.
 """
 
 from __future__ import annotations
@@ -135,9 +140,26 @@ class Summaries:
     normal = val[labels == 0][: IMAGES - len(abnormal)]
     return np.concatenate([normal, abnormal]).astype(np.int64)
 
+  def log_fitted(self, iteration: int, history: dict, variables) -> None:
+    """A fitted iteration: each candidate's validation AUC and loss (step: its index), their
+    names, and the fixed images' maps under `variables` (the kept candidate's)."""
+    if not self.enabled:
+      return
+    writer = self._writer(iteration)
+    names = history['candidate']
+    for k in range(len(names)):
+      writer.add_scalar('validation/auc', float(history['val_auc'][k]), k)
+      writer.add_scalar('validation/loss', float(history['val_loss'][k]), k)
+    listed = ', '.join(f'{k}: {name}' for k, name in enumerate(names))
+    writer.add_text('candidates', f'{listed}; kept: {history["selected_candidate"]}', 0)
+    self._log_images(iteration, variables, 0)
+
   def log_images(self, iteration: int, carry) -> None:
     """The fixed validation images, their reconstructions and anomaly maps under the carry's
     current variables (a 'latest' checkpoint's), at its epoch."""
+    self._log_images(iteration, carry.state.variables, int(carry.epoch))
+
+  def _log_images(self, iteration: int, variables, step: int) -> None:
     task = self.p.task
     if not (self.enabled and (task.anomaly_maps or task.reconstructs)):
       return
@@ -149,10 +171,11 @@ class Summaries:
     # same compiled program.
     padded, _ = pad(indices, engine.score_batch, fill=int(indices[0]))
     images = self.p.dataset.images
-    variables = jax.device_put(carry.state.variables)
+    # The task's frozen variables (a pretrained backbone) join as the scoring does.
+    variables = jax.device_put({**variables, **engine.frozen})
     out = engine.compiled_outputs()(variables, jax.device_put(images[padded]))
     out = jax.tree.map(lambda x: np.asarray(x)[: len(indices)], out)
-    writer, epoch = self._writer(iteration), int(carry.epoch)
+    writer, epoch = self._writer(iteration), step
     shown = images[indices]
     writer.add_image('images/validation', _row(_rgb(shown)), epoch, dataformats='HWC')
     if 'reconstructions' in out:
