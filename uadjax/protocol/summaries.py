@@ -19,7 +19,8 @@ validation and the test set use (nothing new is compiled).
 A family that fits instead of training (`uadjax.protocol.fit`) writes, per iteration, each
 candidate's validation/auc and validation/loss (step: the candidate's index, in the order of
 `metrics.json`'s `validation.candidate`; the names as the text `candidates`) and the fixed
-images' maps under the kept candidate (step 0).
+images' maps under the kept candidate (step 0), scored by a program of their own batch size
+(compiled once per run).
 
 A writer opens at its first write: a run resumed at its end writes no event file. A resumed
 iteration's writer purges what an interrupted process had written after the epoch it resumes
@@ -152,14 +153,19 @@ class Summaries:
       writer.add_scalar('validation/loss', float(history['val_loss'][k]), k)
     listed = ', '.join(f'{k}: {name}' for k, name in enumerate(names))
     writer.add_text('candidates', f'{listed}; kept: {history["selected_candidate"]}', 0)
-    self._log_images(iteration, variables, 0)
+    # A batch of the shown images only: the scoring program's batch of `score_batch` images
+    # would rescore dozens through the backbone each iteration (45 s at 384x384 on 2 cores);
+    # one more program, compiled once per run, costs less.
+    self._log_images(iteration, variables, 0, batch=IMAGES)
 
   def log_images(self, iteration: int, carry) -> None:
     """The fixed validation images, their reconstructions and anomaly maps under the carry's
     current variables (a 'latest' checkpoint's), at its epoch."""
     self._log_images(iteration, carry.state.variables, int(carry.epoch))
 
-  def _log_images(self, iteration: int, variables, step: int) -> None:
+  def _log_images(self, iteration: int, variables, step: int, batch: int = 0) -> None:
+    """The fixed images' figures under `variables` at `step`, scored in batches of `batch`
+    images (0: `score_batch`, the program the validation and the test set use)."""
     task = self.p.task
     if not (self.enabled and (task.anomaly_maps or task.reconstructs)):
       return
@@ -167,9 +173,9 @@ class Summaries:
     if not len(indices):
       return
     engine = self.p.engine
-    # One batch of `score_batch` images, as the validations and the test set are scored: the
-    # same compiled program.
-    padded, _ = pad(indices, engine.score_batch, fill=int(indices[0]))
+    # By default one batch of `score_batch` images, as the validations and the test set are
+    # scored: the same compiled program.
+    padded, _ = pad(indices, batch or engine.score_batch, fill=int(indices[0]))
     images = self.p.dataset.images
     # The task's frozen variables (a pretrained backbone) join as the scoring does.
     variables = jax.device_put({**variables, **engine.frozen})
