@@ -557,10 +557,10 @@ def in_batches(engine: Engine, fn, variables, images, indices, progress: str = '
   `progress` label logs the images done and the time left every half minute."""
   outs = []
   indices = np.asarray(indices)
-  began = last = time.time() if progress else 0.0
+  began = last = time.time()
   for start in range(0, len(indices), engine.score_batch):
-    now = time.time() if progress else last
-    if start and now - last >= 30.0:
+    now = time.time()
+    if progress and start and now - last >= 30.0:
       last = now
       left = (now - began) * (len(indices) - start) / start
       logging.info('%s: %d/%d images, about %.0f s left.', progress, start, len(indices), left)
