@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import REPO, cross_validate, make_config, shared_dir
 
 # Everything the tests compile at LLVM's -O0 (uadjax's own programs compile at -O1 on a CPU,
-# uadjax.compiler, unless XLA_FLAGS names a level; the eager operations of the unit tests at
+# uadjax.run.compiler, unless XLA_FLAGS names a level; the eager operations of the unit tests at
 # -O3 by default). The tests' tiny models spend their time compiling, not running: the whole
 # suite took 314 s at -O0 against 427 s at -O1 on the 2-core development CPU, back to back, the
 # same 309 tests passing. Subprocesses inherit it; a level set in XLA_FLAGS wins.
@@ -36,7 +36,7 @@ def _compilation_cache(tmp_path_factory):
   same programs, and the tests never write to the user's own cache folder. Two processes
   writing one entry at once is harmless: JAX reads a half-written entry as a miss (a failed
   decompression) and compiles."""
-  from uadjax import compilation_cache
+  from uadjax.run import compilation_cache
 
   path = str(shared_dir(tmp_path_factory, 'xla_cache', lambda folder: None))
   os.environ[compilation_cache.ENV] = path

@@ -184,3 +184,14 @@ def fundus_like(root, n_good=20, n_bad=10, n_outlier=4):
         img = rng.uniform(0, 255, (90, 120, 3))
       Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / cls / f'{cls} ({i}).jpg')
   return root
+
+
+def torch_cae_parameter_count(channels=(32, 64, 128, 256, 512)):
+  """The study's PyTorch CAE, counted by hand: conv weights + biases, BatchNorm weight + bias."""
+  conv = lambda cin, cout: 9 * cin * cout + cout
+  c = (1, *channels)
+  encoder = sum(conv(c[i], c[i + 1]) for i in range(len(channels)))
+  encoder += sum(2 * f for f in channels[1:])  # no BatchNorm on the first block
+  decoder = sum(conv(channels[i], channels[i - 1]) for i in range(len(channels) - 1, 0, -1))
+  decoder += sum(2 * channels[i - 1] for i in range(len(channels) - 1, 1, -1))
+  return encoder + decoder + conv(channels[0], 1)

@@ -23,10 +23,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from uadjax import compiler, data
+from uadjax import data
 from uadjax import protocol as protocol_lib
 from uadjax.families import make_task
 from uadjax.protocol.group import Placement
+from uadjax.run import compiler
 from uadjax.train.loop import train_on_host
 from uadjax.train.task import Batch
 

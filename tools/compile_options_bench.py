@@ -1,5 +1,5 @@
 r"""Compile time and run time of a family's programs with and without XLA:CPU's fusion emitters:
-the figures behind `uadjax.compiler`'s program kinds (docs/performance.md, start-up).
+the figures behind `uadjax.run.compiler`'s program kinds (docs/performance.md, start-up).
 
   .venv/bin/python tools/compile_options_bench.py --configs configs/headct/cae.py:quick \
       configs/headct/ssae.py:quick --programs=scoring,init,training --rounds=3
@@ -8,7 +8,7 @@ For each config, each program is lowered and compiled anew once per round with t
 emitters on and once off (in turn, so that a drift of the machine's speed touches both alike),
 from an empty in-memory cache and with JAX's persistent cache off (run it as a script: the
 switch holds only before the process's first compile), at the level its kind gets
-(`uadjax.compiler.program_options`; both options are passed whatever XLA_FLAGS says):
+(`uadjax.run.compiler.program_options`; both options are passed whatever XLA_FLAGS says):
   scoring   `outputs_fn(task)` (scores, maps, reconstructions) of `--images` random images;
   init      the engine's initial carry (`initial_carry(task.init(...))`), at -O0;
   training  `--steps` train steps of `train.batch_size` random images under one `lax.scan`.
@@ -31,8 +31,9 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tools import benchmark  # noqa: E402
-from uadjax import compiler, data  # noqa: E402
+from uadjax import data
 from uadjax.families import make_task  # noqa: E402
+from uadjax.run import compiler
 from uadjax.train.loop import initial_carry, outputs_fn  # noqa: E402
 from uadjax.train.task import Batch  # noqa: E402
 

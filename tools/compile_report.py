@@ -13,7 +13,7 @@ and shape; they are rows of their own. A phase line gives its wall time and how 
 compiling was.
 
 By default the persistent compilation cache is a fresh, empty folder (`--cache=cold`: what a
-first run on a machine pays); `--cache=user` keeps the user's cache (`uadjax.compilation_cache`,
+first run on a machine pays); `--cache=user` keeps the user's cache (`uadjax.run.compilation_cache`,
 what a second run pays; a hit shows as 'hit' and its load time as compile time), `--cache=off`
 turns it off.
 """

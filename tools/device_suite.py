@@ -151,7 +151,7 @@ def family_task(name: str) -> type | None:
   """The task class a suite row trains where it is not the family's own: 'wgan' is f-AnoGAN's
   GAN phase (the f-AnoGAN model with its GAN task)."""
   if name == 'wgan':
-    from uadjax.train.fanogan import WGANTask
+    from uadjax.families.fanogan.task import WGANTask
 
     return WGANTask
   return None
@@ -173,7 +173,7 @@ def family_config(name: str, smoke: bool):
   modules = {'cae': cae, 'ssae': ssae, 'dagmm': dagmm, 'fanogan': fanogan, 'wgan': fanogan}
   config = modules[name].get_config(variant)
   if name == 'wgan':
-    from uadjax.train import fanogan_phase
+    from uadjax.families.fanogan import phase as fanogan_phase
 
     config = fanogan_phase.gan_config(config)
   return config
@@ -254,7 +254,7 @@ def stage_steps(records: Records, args) -> None:
   from tools import benchmark
 
   items = SMOKE_STEP_ITEMS if args.smoke else STEP_ITEMS
-  # Both convolution forms of the whole model (uadjax/models/conv.py reads UADJAX_CONV_IMPL
+  # Both convolution forms of the whole model (uadjax/nn/conv.py reads UADJAX_CONV_IMPL
   # when a model is traced): the gradient of XLA's transposed convolution is slow on some
   # backends, which 'fast' avoids.
   for impl in ('plain', 'fast'):
@@ -493,7 +493,7 @@ def _log_tail(path: str, lines: int = 6) -> str:
   return ' / '.join(text.strip().splitlines()[-lines:])
 
 
-def _read_records(path: str) -> list[dict]:
+def read_records(path: str) -> list[dict]:
   if not os.path.exists(path):
     return []
   out = []
@@ -704,7 +704,7 @@ def _run_stages(args, results: dict, plan: Plan) -> None:
     }
     start = time.time()
     outcome, code = guarded(cmd, guard, log_path, env)
-    entry = collect(stage, _read_records(records_path), outcome, code, log_path)
+    entry = collect(stage, read_records(records_path), outcome, code, log_path)
     entry.update(guard_s=round(guard, 1), wall_s=round(time.time() - start, 1))
     entry['command'] = ' '.join(cmd)
     if stage in PROTOCOL_CONFIGS:

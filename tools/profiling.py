@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from uadjax.models.conv import Conv, ConvTranspose
+from uadjax.nn.conv import Conv, ConvTranspose
 
 # (name in the CAE, module class, input height = width, in channels, out channels), at the
 # default features (32, 64, 128, 256, 512) and a 64x64x1 image.

@@ -12,7 +12,7 @@ real head CT, as a fresh process with its own workdir, timed from its start to i
   training     from the process's start to the return of its first training call: every
                program the first epochs need is compiled (or read from the cache) and they
                are running (JAX dispatches asynchronously; the first epoch ends one epoch
-               later, ~0.2 s for the CAE here). Clocked by wrapping `uadjax.compiler.jit`
+               later, ~0.2 s for the CAE here). Clocked by wrapping `uadjax.run.compiler.jit`
                for the training function (`train` or `train_epochs`) in the timed process
                only; nothing is added to the programs, so the persistent cache works as usual;
   first line   to its first progress line (after `cv.val_every` epochs and a validation).
@@ -66,7 +66,7 @@ def _child(argv: list[str]) -> None:
   """In the timed process: clock the training call's first dispatch, run the entry point."""
   t0 = float(os.environ['STARTUP_BENCH_T0'])
   sys.path.insert(0, os.getcwd())
-  from uadjax import compiler  # `task_jit` calls `compiler.jit`, replaced below
+  from uadjax.run import compiler
 
   jit = compiler.jit
 

@@ -23,10 +23,22 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import sys
 
+import flax
+import jax
+import jax.numpy as jnp
 import ml_collections
+import optax
 
-from uadjax import io
+from uadjax import data, families, io
+from uadjax.data.dataset import OPTIONAL
+from uadjax.data.preprocess import MODES
+from uadjax.data.splits import SCHEMES
+from uadjax.families import make_task
+from uadjax.run import compilation_cache
+from uadjax.run.layout import RunDir
+from uadjax.train.loop import SELECTIONS
 
 # Fields that may change between a run and its resumption: they change speed or output, not
 # what is computed (fold-parallel and sequential runs agree to float tolerance).
@@ -42,10 +54,7 @@ RESUMABLE_CHANGES = (
 # a user): compared on their own, not as config fields.
 RECORDED_KEYS = ('data_fingerprint',)
 
-DTYPES = ('auto', 'float32', 'bfloat16')
 SOURCES = ('folder_csv', 'class_folders', 'phantoms')
-SCHEMES = ('2x5', 'holdout')
-SELECTIONS = ('val_auc', 'val_loss', 'last')
 THRESHOLDS = ('f1', 'normal_quantile', 'fixed')
 BACKENDS = ('jax', 'albumentations')
 OPTIMIZERS = ('adam', 'sgd', 'rmsprop')
@@ -141,7 +150,6 @@ def trains(config) -> bool:
   """Whether the config's run trains: not a fitted family's (`FitTask`: no epochs, batches,
   optimiser or augmentation to check) nor a fused run's (`uadjax.ensemble`, whose training
   fields are its first member's). An unknown model name trains (the model check names it)."""
-  from uadjax import families
 
   if 'ensemble' in config:
     return False
@@ -150,7 +158,7 @@ def trains(config) -> bool:
 
 
 def _check_protocol(ck: _Checker, config) -> None:
-  ck.one_of('train.dtype', DTYPES, 'auto')
+  ck.one_of('train.dtype', ('auto', *families.DTYPES), 'auto')
   ck.positive_int('train.score_batch')
   # (The protocol's internal 'task' selection, f-AnoGAN's GAN phase, is never a user's.)
   ck.one_of('cv.selection', SELECTIONS)
@@ -200,8 +208,6 @@ def _check_protocol(ck: _Checker, config) -> None:
 
 
 def _check_data(ck: _Checker, config) -> None:
-  from uadjax.data.dataset import OPTIONAL
-  from uadjax.data.preprocess import MODES
 
   ck.one_of('data.source', SOURCES)
   size = ck.positive_int('data.image_size')
@@ -222,7 +228,6 @@ def _check_data(ck: _Checker, config) -> None:
 def _check_model_name(ck: _Checker, config) -> bool:
   """`config.model_name` names a family (`uadjax.families`); False (and the problem added) if
   not."""
-  from uadjax import families
 
   name = _get(config, 'model_name')
   if name not in families.FAMILIES:
@@ -256,20 +261,19 @@ def _check_model(ck: _Checker, config) -> None:
 
 
 def _model_error_unless_passed(config, size: int) -> str | None:
-  """`_model_error(config, size)`, skipped where the same check passed before with the same code.
+  """`model_error(config, size)`, skipped where the same check passed before with the same code.
 
-  Passes (never errors) are kept as empty files named by `_check_key` in
+  Passes (never errors) are kept as empty files named by `check_key` in
   `compilation_cache.checks_dir()`, beside the compilation cache and off with it: a second run
   of a config does not trace its model here (0.18 s of the CAE's warm start, measured). A
   stale pass could only move a model's error from this check to the run's own trace.
   """
-  from uadjax import compilation_cache
 
   folder = compilation_cache.checks_dir()
-  key = _check_key(config, size) if folder else None  # None: a module cannot be read
+  key = check_key(config, size) if folder else None  # None: a module cannot be read
   if key is not None and os.path.exists(os.path.join(folder, key)):
     return None
-  error = _model_error(config, size)
+  error = model_error(config, size)
   if error is None and key is not None:
     try:
       os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -279,18 +283,11 @@ def _model_error_unless_passed(config, size: int) -> str | None:
   return error
 
 
-def _check_key(config, size: int) -> str | None:
-  """`io.files_digest` of what `_model_error(config, size)` depends on: the whole config, the
+def check_key(config, size: int) -> str | None:
+  """`io.files_digest` of what `model_error(config, size)` depends on: the whole config, the
   size, the versions of JAX, Flax and Optax, and every module of uadjax and those that define
   the family's model and task (a family registered from outside uadjax); None when one cannot
   be read."""
-  import sys
-
-  import flax
-  import jax
-  import optax
-
-  from uadjax import families
 
   head = json.dumps(config.to_dict(), sort_keys=True, default=str)
   head += f'\n{size} {jax.__version__} {flax.__version__} {optax.__version__}'
@@ -304,14 +301,9 @@ def _check_key(config, size: int) -> str | None:
   return io.files_digest([(os.path.relpath(p, package), p) for p in files], head)
 
 
-def _model_error(config, size: int) -> str | None:
+def model_error(config, size: int) -> str | None:
   """None if the model of `config` builds and scores (size, size) images; else why not
   ('build: ...' when it does not even build)."""
-  import jax
-  import jax.numpy as jnp
-
-  from uadjax import data
-  from uadjax.families import make_task
 
   c = ml_collections.ConfigDict(config.to_dict())
   c.data.image_size = size
@@ -347,7 +339,7 @@ def _working_sizes_near(config, size: int) -> list[int]:
   for k in (5, 4, 3, 2):
     m = 2**k
     for candidate in (size // m * m, -(-size // m) * m):
-      if candidate >= 8 and candidate not in found and _model_error(config, candidate) is None:
+      if candidate >= 8 and candidate not in found and model_error(config, candidate) is None:
         found.append(candidate)
     if len(found) >= 2:
       break
@@ -405,7 +397,6 @@ def as_json(config: ml_collections.ConfigDict) -> dict:
 def check_resume(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Refuses to continue a workdir whose saved config differs from `config` (beyond the
   fields that only change speed or output: RESUMABLE_CHANGES)."""
-  from uadjax.run.layout import RunDir
 
   path = RunDir(workdir).config
   if not os.path.exists(path):

@@ -40,13 +40,17 @@ import itertools
 import os
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
 from uadjax import data, families, inference, io
 from uadjax.evaluation import metrics as metrics_lib
+from uadjax.inference.fused import (
+  EnsembleError,
+  is_ensemble,
+  standardisation,
+)
+from uadjax.protocol import evaluate
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.run import records
 from uadjax.run.layout import RunDir
@@ -55,7 +59,7 @@ MODEL_NAME = 'ensemble'
 THRESHOLDS = ('f1', 'normal_quantile')
 ENSEMBLE_MD = 'ensemble.md'
 
-# Config fields that make the splits (with the data: `uadjax.protocol.setup.make_splits`).
+# Config fields that make the splits (with the data: `uadjax.data.splits.make_splits`).
 _SPLIT_FIELDS = (
   'seed',
   'cv.scheme',
@@ -81,15 +85,6 @@ _SPLIT_RECORD = (
   ('test_names', 'test images'),
   ('test_labels', 'test labels'),
 )
-
-
-class EnsembleError(inference.RunError):
-  """Runs that cannot be fused; the message names the runs and what differs."""
-
-
-def is_ensemble(config) -> bool:
-  """Whether `config` (a run's config.json, dict or ConfigDict) is a fused run's."""
-  return 'ensemble' in config
 
 
 @dataclasses.dataclass
@@ -202,17 +197,6 @@ def check_members(members: list[_Member]) -> list[int]:
             f'{_differs(ref[field], rec[field])}.'
           )
   return common
-
-
-def standardisation(val_scores, val_labels) -> tuple[float, float]:
-  """(mean, std) of the scores of the validation normals (label 0); std 1 where they all
-  scored alike (the scores are then only shifted)."""
-  scores = np.asarray(val_scores, np.float64)
-  normal = scores[np.asarray(val_labels) == 0]
-  if normal.size == 0:
-    raise EnsembleError('A validation set without normal images: nothing to standardise on.')
-  std = float(np.std(normal))
-  return float(np.mean(normal)), std if std > 0 else 1.0
 
 
 def candidates(n_members: int, step: float = 0.25) -> list[tuple[str, tuple]]:
@@ -389,6 +373,37 @@ def _iteration_record(members, i, z, rule, threshold, quantile) -> dict:
   return records.IterationRecord(**fields).to_json()
 
 
+def _result(members, rule: dict, tried: list, results: list, summary: dict, iterations) -> dict:
+  """`fuse`'s result: the rule, the candidates, each member's and the fused run's mean AUCs."""
+
+  def over_iterations(k, key):
+    return [r['ensemble']['members'][k][key] for r in results]
+
+  return {
+    'rule': rule,
+    'candidates': tried,
+    'members': [
+      {
+        'run': m.path,
+        'label': m.label,
+        'model': m.record.get('model_name'),
+        'weight': w,
+        'val_auc': float(np.mean(over_iterations(k, 'val_auc'))),
+        'test_auc': float(np.mean(over_iterations(k, 'test_auc'))),
+        'test_auc_std': float(np.std(over_iterations(k, 'test_auc'))),
+      }
+      for k, (m, w) in enumerate(zip(members, rule['weights'], strict=True))
+    ],
+    'fused': {
+      'val_auc': float(np.mean([r['selection_metric'] for r in results])),
+      'test_auc': summary['metrics']['auc']['mean'],
+      'test_auc_std': summary['metrics']['auc']['std'],
+    },
+    'iterations': iterations,
+    'summary': summary,
+  }
+
+
 def fuse(
   runs, workdir: str, step: float = 0.25, threshold: str = 'f1', quantile: float = 0.95
 ) -> dict:
@@ -411,7 +426,6 @@ def fuse(
     EnsembleError: the runs differ in data, images or splits, or share no finished iteration;
       `workdir` holds another run.
   """
-  from uadjax.protocol import evaluate  # the summary and its figures (matplotlib)
 
   if threshold not in THRESHOLDS:
     raise ValueError(f'threshold={threshold!r}; expected one of {THRESHOLDS}.')
@@ -438,32 +452,7 @@ def fuse(
   note = f'score fusion of {", ".join(m.label for m in members)}, rule {rule["name"]}'
   summary = evaluate.write_summary(inference.load_config(workdir), workdir, results, note=note)
 
-  def over_iterations(k, key):
-    return [r['ensemble']['members'][k][key] for r in results]
-
-  out = {
-    'rule': rule,
-    'candidates': tried,
-    'members': [
-      {
-        'run': m.path,
-        'label': m.label,
-        'model': m.record.get('model_name'),
-        'weight': w,
-        'val_auc': float(np.mean(over_iterations(k, 'val_auc'))),
-        'test_auc': float(np.mean(over_iterations(k, 'test_auc'))),
-        'test_auc_std': float(np.std(over_iterations(k, 'test_auc'))),
-      }
-      for k, (m, w) in enumerate(zip(members, rule['weights'], strict=True))
-    ],
-    'fused': {
-      'val_auc': float(np.mean([r['selection_metric'] for r in results])),
-      'test_auc': summary['metrics']['auc']['mean'],
-      'test_auc_std': summary['metrics']['auc']['std'],
-    },
-    'iterations': iterations,
-    'summary': summary,
-  }
+  out = _result(members, rule, tried, results, summary, iterations)
   io.write_text(os.path.join(workdir, ENSEMBLE_MD), markdown(out))
   out['seconds'] = time.perf_counter() - start
   logging.info(
@@ -498,136 +487,3 @@ def markdown(result: dict) -> str:
     f'{f["test_auc"]:.3f} ± {f["test_auc_std"]:.3f} |'
   )
   return '\n'.join(lines) + '\n'
-
-
-@dataclasses.dataclass
-class EnsembleModel:
-  """One iteration of a fused run: its members' models and the saved rule. It has the
-  interface of `uadjax.inference.IterationModel` that predict and the report use.
-
-  Attributes:
-    iteration: the iteration's index.
-    models: each member's `IterationModel` of this iteration (weight 0: not loaded).
-    weights, means, stds: their weights and the statistics of their validation normals.
-    threshold: the threshold chosen on the fused validation scores.
-    image_shape: (h, w, c) of the fused maps (the largest of the members' sizes).
-    epoch: None (nothing was trained: no epoch was selected).
-
-  Members may take images of other sizes (a 64x64 autoencoder and a 224x224 pretrained-feature
-  model): `outputs` then takes {size: images} with every member's size (`image_sizes`), each
-  preprocessed from the same files, and shows the members' maps at `image_shape`.
-  """
-
-  iteration: int
-  models: list
-  weights: list
-  means: list
-  stds: list
-  threshold: float
-  image_shape: tuple
-  epoch: int | None = None
-  supervised: bool = False  # the fused map is the members' maps, weighted (no class maps)
-  can_reconstruct: bool = False
-
-  @property
-  def image_sizes(self) -> tuple[int, ...]:
-    """The image sizes the members take, in ascending order."""
-    return tuple(sorted({int(m.image_shape[0]) for m in self.models}))
-
-  def outputs(self, images) -> dict:
-    """{'scores' (n,): the fused score; 'maps' (n, h, w): sum_k w_k map_k / std_k, each member's
-    map on the scale of its standardised score, resized to `image_shape`}, float32.
-
-    `images`: (n, h, w, c) preprocessed images, or {size: images} when the members take
-    several sizes (`image_sizes`)."""
-    side = int(self.image_shape[0])
-    scores, maps = 0.0, 0.0
-    for model, w, mu, sd in zip(self.models, self.weights, self.means, self.stds, strict=True):
-      s, mp = model.score(images_of_size(images, int(model.image_shape[0])))
-      scores = scores + w * (np.asarray(s, np.float64) - mu) / sd
-      if mp.shape[1] != side:  # display only: the scores are the member's own
-        mp = jax.image.resize(jnp.asarray(mp), (len(mp), side, side), 'bilinear')
-      maps = maps + w * np.asarray(mp, np.float64) / sd
-    return {'scores': np.asarray(scores, np.float32), 'maps': np.asarray(maps, np.float32)}
-
-  def score(self, images) -> tuple[np.ndarray, np.ndarray]:
-    """Fused scores (n,) and maps (n, h, w), float32, of preprocessed images (see `outputs`)."""
-    out = self.outputs(images)
-    return out['scores'], out['maps']
-
-  def reconstruct(self, images):
-    """A fused run has no reconstruction of its own."""
-    raise inference.RunError('A fused run has no reconstruction (see its members).')
-
-  def class_maps(self, images, method='gradcam', targets=None, **kwargs):
-    """A fused run has no class-activation maps of its own."""
-    raise inference.RunError('A fused run has no class-activation maps (see its members).')
-
-
-def images_of_size(images, size: int):
-  """The (n, size, size, c) images of `images`: an array of that size, or {size: array}."""
-  if isinstance(images, dict):
-    if size not in images:
-      raise inference.RunError(f'No {size}x{size} images given (sizes: {sorted(images)}).')
-    return images[size]
-  if images.shape[1] != size:
-    raise inference.RunError(
-      f'A member takes {size}x{size} images; these are {images.shape[1]}x{images.shape[2]} '
-      "(give {size: images} for each of the members' sizes)."
-    )
-  return images
-
-
-def load_models(workdir: str, iterations=None, config=None) -> list[EnsembleModel]:
-  """The fused model of each finished iteration of a fused run (`inference.load_models` hands
-  a fused run over to this).
-
-  Raises:
-    inference.RunError: a member is gone, has no checkpoint of an iteration, or its saved scores
-      changed since the fusion (its statistics would no longer be those saved: fuse again).
-  """
-  config = config or inference.load_config(workdir)
-  metrics = inference.finished_iterations(workdir)
-  if iterations is None:
-    iterations = list(metrics)
-  missing = sorted(set(iterations) - set(metrics))
-  if missing or not iterations:
-    raise inference.RunError(
-      f'{workdir}: iterations {missing} are not fused; fused: {sorted(metrics)}.'
-    )
-  paths = list(config.ensemble.members)
-  weights = [float(w) for w in config.ensemble.weights]
-  loaded = {}
-  for k, path in enumerate(paths):
-    if not weights[k]:
-      continue
-    if not os.path.isdir(path):
-      raise inference.RunError(f'{workdir}: its member {path} is gone.')
-    member_metrics = inference.finished_iterations(path)
-    for i in iterations:
-      saved = metrics[i]['ensemble']['members'][k]
-      now = member_metrics.get(i)
-      if now is None or not np.allclose(
-        standardisation(now['val_scores'], now['val_labels']), (saved['mean'], saved['std'])
-      ):
-        raise inference.RunError(
-          f'{workdir}: its member {path} changed since the fusion (iteration {i}); fuse again.'
-        )
-    loaded[k] = {m.iteration: m for m in inference.load_models(path, iterations)}
-  image_shape = data.image_shape(config.data)
-  out = []
-  for i in iterations:
-    rule = metrics[i]['ensemble']['members']
-    used = sorted(loaded)
-    out.append(
-      EnsembleModel(
-        iteration=i,
-        models=[loaded[k][i] for k in used],
-        weights=[weights[k] for k in used],
-        means=[float(rule[k]['mean']) for k in used],
-        stds=[float(rule[k]['std']) for k in used],
-        threshold=float(metrics[i]['threshold']['value']),
-        image_shape=image_shape,
-      )
-    )
-  return out

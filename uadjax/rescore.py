@@ -1,7 +1,7 @@
 """Score variants on a finished run's selected checkpoints, without retraining.
 
 `rescore(workdir, variants)` scores each iteration's validation and test images with the run's
-'best' checkpoint under each variant of the `task` score switches (uadjax.evaluation.scores:
+'best' checkpoint under each variant of the `task` score switches (uadjax.nn.scores:
 `residual`, `reduction`, `mask`, `topk`, `blur`; f-AnoGAN's `kappa` too) and returns their
 AUCs. It is how a score is chosen on validation AUC (its test AUC is printed beside it, never
 used to choose). The checkpoints were selected under the run's own score, so a variant's
@@ -18,7 +18,7 @@ import numpy as np
 
 from uadjax import data, inference, protocol
 from uadjax.evaluation import metrics as metrics_lib
-from uadjax.evaluation import scores as scores_lib
+from uadjax.nn import scores as scores_lib
 
 # The fields a variant names in full: a variant starts from the study's score, not the run's.
 SWITCHES = frozenset(f.name for f in dataclasses.fields(scores_lib.ScoreSwitches))

@@ -12,7 +12,14 @@ import sys
 import jax
 from absl import logging
 
-from uadjax import compilation_cache
+from uadjax.config import ConfigError
+from uadjax.data import DataError
+from uadjax.inference import RunError
+from uadjax.run import compilation_cache
+from uadjax.run.lock import WorkdirBusyError
+from uadjax.run.records import RecordError
+from uadjax.run.stop import Stopped
+from uadjax.run.storage import WorkdirError
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -96,14 +103,6 @@ def user_errors():
   input (a bad config field, bad data, a busy workdir, a folder that cannot be written (full,
   read-only), a run folder that cannot give what was asked: exit 2), and with 128 + the signal
   number after a clean stop (uadjax.run.stop)."""
-  from uadjax.config import ConfigError
-  from uadjax.data import DataError
-  from uadjax.inference import RunError
-  from uadjax.run.lock import WorkdirBusyError
-  from uadjax.run.records import RecordError
-  from uadjax.run.stop import Stopped
-  from uadjax.run.storage import WorkdirError
-
   try:
     yield
   except Stopped as e:

@@ -12,7 +12,7 @@ The top level is the encoder phase (study: best validation AUC over 3000 epochs,
 `gan` is phase 1 (WGAN-GP, selected every `select_every` epochs by the sliced Wasserstein
 distance to the training images: the study's Inception FID needs a download). A rerun resumes
 whichever phase was interrupted (uadjax/protocol/driver.py; the GAN phase:
-uadjax/train/fanogan_phase.py).
+uadjax/families/fanogan/phase.py).
 
 Expected (study): test AUC 0.87 ± 0.06, accuracy 0.86 ± 0.02, F1 0.91 ± 0.01.
 """

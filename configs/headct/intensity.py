@@ -6,12 +6,12 @@ r"""The baseline that needs no training: the fraction of brain pixels in the hyp
 
 The brain is the head mask (threshold, largest component, holes filled) eroded by the skull
 margin; the band's lower edge is a percentile of the training normals' brain pixels, one
-candidate band per percentile, the best by validation AUC (uadjax/train/intensity.py: a fitted
-family, no epochs). Does a deep model beat a threshold? This row says.
+candidate band per percentile, the best by validation AUC (uadjax/families/intensity/task.py:
+a fitted family, no epochs). Does a deep model beat a threshold? This row says.
 """
 
 from configs.headct import common
-from uadjax.train.intensity import PERCENTILES
+from uadjax.families.intensity.task import PERCENTILES
 
 
 def get_config(arg=None):

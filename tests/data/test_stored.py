@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from configs.headct import cae
-from uadjax import compilation_cache
 from uadjax.data import DataError, dataset, stored
+from uadjax.run import compilation_cache
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _refuse_decoding(monkeypatch):
   def refuse(data_config):
     raise AssertionError('decoded the files again')
 
-  monkeypatch.setattr(dataset, '_read', refuse)
+  monkeypatch.setattr(dataset, 'read_dataset', refuse)
 
 
 def _same(a, b):
@@ -69,10 +69,10 @@ def test_a_changed_file_or_decoder_decodes_again(cache, tmp_path, monkeypatch):
   changed = _fresh_load(config.data)
   assert not np.array_equal(changed.images[0], first.images[0])
   # A new version of a data module (or of Pillow, numpy, pydicom): a new entry.
-  monkeypatch.setattr(stored, '_decoders', lambda: 'another reader')
+  monkeypatch.setattr(stored, 'decoder_modules', lambda: 'another reader')
   decoded = []
-  read = dataset._read
-  monkeypatch.setattr(dataset, '_read', lambda c: decoded.append(1) or read(c))
+  read = dataset.read_dataset
+  monkeypatch.setattr(dataset, 'read_dataset', lambda c: decoded.append(1) or read(c))
   _fresh_load(config.data)
   assert decoded == [1]
   assert len(list(cache.glob('*.npz'))) == 3
@@ -131,8 +131,8 @@ def test_an_entry_the_system_cannot_read_now_is_not_called_broken(cache, monkeyp
 
   monkeypatch.setattr(stored.np, 'load', too_many_open_files)
   decoded = []
-  read = dataset._read
-  monkeypatch.setattr(dataset, '_read', lambda c: decoded.append(1) or read(c))
+  read = dataset.read_dataset
+  monkeypatch.setattr(dataset, 'read_dataset', lambda c: decoded.append(1) or read(c))
   _same(first, _fresh_load(config.data))
   assert decoded == [1] and 'cannot read' in caplog.text and 'broken' not in caplog.text
 
@@ -238,13 +238,13 @@ def test_a_killed_writes_temporary_file_is_removed_later(cache):
 def test_the_decoders_digest_follows_the_modules_and_library_versions(monkeypatch):
   import importlib.metadata
 
-  before = stored._decoders()
+  before = stored.decoder_modules()
   real = importlib.metadata.version
   monkeypatch.setattr(importlib.metadata, 'version', lambda n: '0.0' if n == 'pydicom' else real(n))
-  assert stored._decoders() != before
+  assert stored.decoder_modules() != before
   monkeypatch.setattr(importlib.metadata, 'version', real)
   monkeypatch.setattr(stored.np, '__version__', '0.0')
-  assert stored._decoders() != before
+  assert stored.decoder_modules() != before
 
 
 def test_a_lower_pixel_limit_reads_the_files_again(cache, tmp_path, monkeypatch):

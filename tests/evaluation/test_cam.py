@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from uadjax.evaluation.cam import METHODS, CamFns, cam, flax_fns, fullgrad_terms
-from uadjax.models.densenet import DenseNet
+from uadjax.families.densenet.model import DenseNet
 from uadjax.reports.images import blend_heatmap
 
 SIZE = 16

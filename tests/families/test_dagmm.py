@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import make_config
-from uadjax import checkpoint
 from uadjax import protocol as protocol_lib
+from uadjax.run import checkpoint
 
 
 def _check_run(workdir, summary, z_dim):

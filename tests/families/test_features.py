@@ -42,7 +42,7 @@ def test_each_feature_family_runs_the_protocol_without_epochs(fitted_runs, name)
     assert np.all(np.isfinite(metrics['test_scores']))
     # The checkpoint holds the fitted statistics, not the backbone's weights.
     assert not (workdir / f'iter_{i:02d}' / 'checkpoints' / 'latest').exists()
-  from uadjax import checkpoint
+  from uadjax.run import checkpoint
 
   saved = checkpoint.restore(str(workdir / 'iter_00' / 'checkpoints' / 'best'))
   assert 'backbone' not in saved and 'epoch' not in saved and 'params' in saved
@@ -149,7 +149,7 @@ def test_only_the_training_normals_are_fitted_when_a_split_trains_on_abnormals_t
 ):
   # A hold-out split may put abnormal images in training (the fundus configs' default);
   # the statistics must see the normals only.
-  from uadjax.train.features import FeatureGaussianTask
+  from uadjax.families.feature_gaussian.task import FeatureGaussianTask
 
   seen = []
   fit = FeatureGaussianTask.fit

@@ -17,8 +17,8 @@ from uadjax import inference, predict
 from uadjax import protocol as protocol_lib
 from uadjax.data import readers
 from uadjax.evaluation import cam
+from uadjax.families.fanogan import phase as fanogan_phase
 from uadjax.reports import write_report
-from uadjax.train import fanogan_phase
 
 DRIMDB = SHARED_DATA / 'drimdb'
 requires_drimdb = pytest.mark.skipif(

@@ -41,7 +41,8 @@ def test_a_checkpoint_of_the_epoch_counting_baseline_still_restores(tmp_path):
   import numpy as np
 
   from configs.headct import intensity
-  from uadjax import checkpoint, inference
+  from uadjax import inference
+  from uadjax.run import checkpoint
 
   workdir = tmp_path / 'run'
   protocol_lib.run(intensity.get_config('tiny,phantoms'), str(workdir))

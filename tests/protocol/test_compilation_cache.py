@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from tests.helpers import TINY_CAE, cross_validate, env_without_gpu, make_config
-from uadjax import compilation_cache, inference
+from uadjax import inference
 from uadjax import protocol as protocol_lib
 from uadjax.reports import report
+from uadjax.run import compilation_cache
 
 
 def test_cache_folder_default_path_and_off():

@@ -9,21 +9,22 @@ import os
 import pytest
 
 from tests.helpers import TINY_CAE, make_config
-from uadjax import compilation_cache, families
 from uadjax import config as config_lib
+from uadjax import families
+from uadjax.run import compilation_cache
 
 
 @pytest.fixture
 def traces(monkeypatch):
   """Counts the config check's model traces (`_model_error` calls)."""
   calls = []
-  real = config_lib._model_error
+  real = config_lib.model_error
 
   def counted(config, size):
     calls.append(size)
     return real(config, size)
 
-  monkeypatch.setattr(config_lib, '_model_error', counted)
+  monkeypatch.setattr(config_lib, 'model_error', counted)
   return calls
 
 
@@ -63,7 +64,7 @@ def test_with_the_cache_off_every_check_traces(tmp_path, monkeypatch, traces):
 
 def test_the_key_follows_the_code_of_a_family_from_outside_uadjax(tmp_path, monkeypatch):
   source = tmp_path / 'outside_model.py'
-  source.write_text('from uadjax.models import CAE\n\n\nclass OutsideCAE(CAE):\n  pass\n')
+  source.write_text('from uadjax.families.cae import CAE\n\n\nclass OutsideCAE(CAE):\n  pass\n')
   spec = importlib.util.spec_from_file_location('outside_model', source)
   module = importlib.util.module_from_spec(spec)
   monkeypatch.setitem(__import__('sys').modules, 'outside_model', module)
@@ -74,8 +75,8 @@ def test_the_key_follows_the_code_of_a_family_from_outside_uadjax(tmp_path, monk
   )
   config = make_config(TINY_CAE)
   config.model_name = 'outside'
-  key = config_lib._check_key(config, 32)
-  assert config_lib._check_key(config, 32) == key
-  assert config_lib._check_key(config, 64) != key
+  key = config_lib.check_key(config, 32)
+  assert config_lib.check_key(config, 32) == key
+  assert config_lib.check_key(config, 64) != key
   source.write_text(source.read_text() + '\n# edited\n')
-  assert config_lib._check_key(config, 32) != key
+  assert config_lib.check_key(config, 32) != key

@@ -16,8 +16,8 @@ from tests.helpers import (
   python,
   requires_head_ct,
 )
-from uadjax import checkpoint
 from uadjax import protocol as protocol_lib
+from uadjax.run import checkpoint
 
 
 def _metrics(workdir, i):
@@ -78,16 +78,16 @@ RESTORE_SCRIPT = """
 import json, sys
 import jax.numpy as jnp
 import numpy as np
-import uadjax.checkpoint
+import uadjax.run.checkpoint
 from uadjax import data
-from uadjax.models import CAE
+from uadjax.families.cae import CAE
 from configs.headct import cae
 
 workdir = sys.argv[1]
 config = json.load(open(f'{workdir}/config.json'))
 metrics = json.load(open(f'{workdir}/iter_00/metrics.json'))
 model = CAE(**config['model'])
-variables = uadjax.checkpoint.restore(f'{workdir}/iter_00/checkpoints/best')
+variables = uadjax.run.checkpoint.restore(f'{workdir}/iter_00/checkpoints/best')
 ds = data.load(cae.get_config('tiny,phantoms').data)
 index = [ds.names.index(n) for n in metrics['test_names']]
 x = jnp.asarray(ds.images[index])

@@ -31,11 +31,11 @@ from tests.helpers import (
   requires_head_ct,
   run,
 )
-from uadjax import compilation_cache, io
 from uadjax import config as config_lib
+from uadjax import io
 from uadjax import protocol as protocol_lib
 from uadjax.protocol import setup as setup_lib
-from uadjax.run import fingerprint, lock
+from uadjax.run import compilation_cache, fingerprint, lock
 
 # -- one validation pass before anything is written ---------------------------------------------
 
@@ -587,20 +587,19 @@ def test_no_space_in_any_write_of_the_workdir_is_one_error_naming_it(monkeypatch
 def test_orbax_storage_errors_become_os_errors_naming_the_save(tmp_path):
   import errno
 
-  from uadjax import checkpoint
-  from uadjax.run import storage
+  from uadjax.run import checkpoint, storage
 
   path = str(tmp_path / 'run' / 'iter_00' / 'checkpoints' / 'best')
   text = f'RESOURCE_EXHAUSTED: Error writing local file "{path}/manifest.ocdbt": Failed'
   with pytest.raises(storage.WorkdirError) as e:
-    with storage.reported(str(tmp_path / 'run')), checkpoint._storage_errors('saving X', path):
+    with storage.reported(str(tmp_path / 'run')), checkpoint.storage_errors('saving X', path):
       raise ValueError(text)
   assert 'saving X failed: no space left on its file system' in str(e.value)
   assert f'({path}/manifest.ocdbt)' in str(e.value)
   assert isinstance(e.value.__cause__, OSError) and e.value.__cause__.errno == errno.ENOSPC
   # Any other error of Orbax is left as it is.
   with pytest.raises(ValueError, match='shape mismatch'):
-    with checkpoint._storage_errors('saving X', path):
+    with checkpoint.storage_errors('saving X', path):
       raise ValueError('shape mismatch')
 
 
@@ -753,7 +752,7 @@ def test_the_echoes_of_a_failed_save_are_not_printed(monkeypatch):
   import asyncio
   import types
 
-  from uadjax import checkpoint
+  from uadjax.run import checkpoint
 
   printed = []
   monkeypatch.setattr(sys, 'unraisablehook', lambda args: printed.append(str(args.exc_value)))
@@ -774,7 +773,7 @@ def test_the_echoes_of_a_failed_save_are_not_printed(monkeypatch):
       exc_type=type(error), exc_value=error, exc_traceback=error.__traceback__
     )
 
-  with checkpoint._storage_errors('saving X', '/nowhere'):
+  with checkpoint.storage_errors('saving X', '/nowhere'):
     pass
   sys.unraisablehook(unraisable(echo))
   sys.unraisablehook(unraisable(other))

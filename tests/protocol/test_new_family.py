@@ -11,8 +11,8 @@ from PIL import Image
 from tests.helpers import TINY_CAE, make_config
 from uadjax import families, predict
 from uadjax import protocol as protocol_lib
+from uadjax.families.cae.task import ReconstructionTask
 from uadjax.reports import write_report
-from uadjax.train.reconstruction import ReconstructionTask
 
 
 class ToyAutoencoder(nn.Module):

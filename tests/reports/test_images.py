@@ -27,7 +27,7 @@ def test_overlay_rgb_is_the_gray_image_under_a_zero_map_and_85_percent_colour_at
 @pytest.mark.parametrize('n,cols', [(1, 1), (7, 3), (9, 3)])
 def test_montage_places_every_tile_at_its_origin_and_leaves_the_gaps_transparent(n, cols):
   tiles = [np.full((4, 5, 3), (k + 1) / 10, np.float32) for k in range(n)]
-  montage, origins = images._montage(tiles, cols, title_lines=2)
+  montage, origins = images.tile_montage(tiles, cols, title_lines=2)
   assert len(origins) == n
   covered = np.zeros(montage.shape[:2], bool)
   for k, (y, x) in enumerate(origins):
@@ -53,7 +53,7 @@ def test_plot_anomaly_maps_draws_masks_names_and_no_images(tmp_path):
 
 def test_montage_leaves_empty_cells_transparent_in_a_grid_of_fixed_rows():
   tile = np.full((4, 5, 3), 0.5, np.float32)
-  montage, origins = images._montage(
+  montage, origins = images.tile_montage(
     [tile, None, None, None], 2, title_lines=1, rows=3, tile_shape=(4, 5)
   )
   assert len(origins) == 4 and montage.shape[0] == 3 * (origins[0][0] + 4)  # three rows
@@ -62,7 +62,7 @@ def test_montage_leaves_empty_cells_transparent_in_a_grid_of_fixed_rows():
   covered[y : y + 4, x : x + 5] = 1.0
   np.testing.assert_array_equal(montage[..., 3], covered)
   # A grid of empty cells alone takes its size from tile_shape.
-  empty, _ = images._montage([None, None], 2, rows=1, tile_shape=(4, 5))
+  empty, _ = images.tile_montage([None, None], 2, rows=1, tile_shape=(4, 5))
   assert empty.shape[1] == 2 * 5 + 1 and not empty.any()
 
 

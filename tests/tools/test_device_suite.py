@@ -97,7 +97,7 @@ def test_host_loop_without_albumentations_is_skipped_with_the_reason(tmp_path, m
   monkeypatch.setattr(suite, 'SMOKE_MODE_ITEMS', (('cae', 'host_loop', 'float32'),))
   records = suite.Records(str(tmp_path / 'modes.jsonl'))
   suite.stage_modes(records, argparse.Namespace(smoke=True, epochs=0))
-  entry = suite.collect('modes', suite._read_records(records.path), 'done', 0, '')
+  entry = suite.collect('modes', suite.read_records(records.path), 'done', 0, '')
   assert entry['status'] == 'ok'
   (row,) = entry['rows']
   assert 'albumentations' in row['skipped'] and 'train_images_per_s' not in row

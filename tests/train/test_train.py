@@ -99,7 +99,7 @@ def test_initial_carry_is_one_program_with_the_eager_values():
   # One program (at the tests' level, tests/conftest.py): bit for bit what the operations give
   # one by one.
   assert _equal(carry, initial_carry(protocol.task.init(key, protocol.image_shape)))
-  fn = engine._compiled[('init', protocol.image_shape)]
+  fn = engine.compiled[('init', protocol.image_shape)]
   engine.initial_carry(jax.random.PRNGKey(4), protocol.image_shape)
   assert fn._cache_size() == 1
   # Its buffers can be donated to the training call (no leaf shares another's buffer).
@@ -180,7 +180,7 @@ def test_one_iteration_validates_with_the_test_sets_program():
   assert engine.compiled_epochs()._cache_size() == 1
   assert engine.compiled_outputs()._cache_size() == 1
   assert engine.compiled_select()._cache_size() == 1
-  assert not any(k[0] == 'train' for k in engine._compiled if isinstance(k, tuple))
+  assert not any(k[0] == 'train' for k in engine.compiled if isinstance(k, tuple))
 
 
 def test_sets_of_any_size_score_in_one_program():
@@ -211,7 +211,7 @@ def test_score_parts_of_any_set_in_one_program():
     assert set(parts) == set(direct) == {'image', 'feature'}
     for k in parts:
       np.testing.assert_allclose(parts[k], direct[k], rtol=1e-5, atol=1e-7)
-  assert engine._compiled['score_parts']._cache_size() == 1
+  assert engine.compiled['score_parts']._cache_size() == 1
 
 
 def test_a_labelled_batched_pass_logs_its_progress(monkeypatch, caplog):

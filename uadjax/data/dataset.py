@@ -16,6 +16,7 @@ from PIL import Image
 from uadjax import io
 from uadjax.data import phantoms, preprocess, readers, stored
 from uadjax.data.readers import DataError
+from uadjax.run import compilation_cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +144,7 @@ def load(data_config) -> Dataset:
   dataset = _read_stored(*entry) if entry else None
   if dataset is None:
     with _said_meanwhile() as said:
-      dataset = _read(data_config)
+      dataset = read_dataset(data_config)
     if entry:
       d = dataset
       stored.write(*entry, d.images, d.labels, d.groups, d.names, d.masks, said)
@@ -156,14 +157,14 @@ def load(data_config) -> Dataset:
 
 def _key(data_config) -> str | None:
   """`io.files_digest` of `data_config`, of PIL's pixel limit (a reader refuses an image over
-  twice it) and of every file `_read` opens (`_files_read`); None (read, keep nothing) when one
-  cannot be listed or read. Reading the bytes costs a small part of decoding them."""
+  twice it) and of every file `read_dataset` opens (`_files_read`); None (read, keep nothing)
+  when one cannot be listed or read. Reading the bytes costs a small part of decoding them."""
   head = json.dumps(data_config.to_dict(), sort_keys=True, default=str)
   head += f'\nPIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}'
   try:
     paths = _files_read(data_config)
   except (DataError, OSError):
-    return None  # `_read` says what is wrong
+    return None  # `read_dataset` says what is wrong
   return io.files_digest([(path, path) for path in paths], head)
 
 
@@ -189,7 +190,6 @@ def _files_read(data_config) -> list[str]:
 def _entry(key: str | None) -> tuple[str, str] | None:
   """(folder, name) of the on-disk entry (`uadjax.data.stored`) of the data set of `key`; None
   where nothing is kept (the cache is off, or a file could not be read for the key)."""
-  from uadjax import compilation_cache
 
   folder = compilation_cache.data_dir()
   name = stored.key(key) if folder and key is not None else None
@@ -237,7 +237,7 @@ def _said_meanwhile():
     logger.removeHandler(handler)
 
 
-def _read(data_config) -> Dataset:
+def read_dataset(data_config) -> Dataset:
   """`load` without the memory: reads and preprocesses the files (or makes the phantoms)."""
   c = data_config
   size = int(c.image_size)

@@ -3,7 +3,7 @@
 Modes (`data.preprocess`; every result is float32 (size, size, channels) in [0, 1]):
   'gray'        the head-CT study: one gray channel, resize, per-image min-max to [0, 1].
   'rgb'         the fundus classifier: RGB, resize, /255 (ImageNet normalisation is the model
-                input's business, after augmentation: `uadjax.train.classifier`).
+                input's business, after augmentation: `uadjax.families.densenet.task`).
   'rg_percentile'  the fundus f-AnoGAN: red and green only (the UWF blue channel is empty),
                 resize, each image rescaled from its 0-99.99 percentile range to [0, 1] and
                 clipped (the networks then see [-1, 1]).

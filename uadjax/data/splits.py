@@ -34,6 +34,11 @@ class Split:
   test: np.ndarray
 
 
+# The protocols' splits (`cv.scheme`): the head-CT study's 2x5 cross-validation, the fundus
+# study's one hold-out split.
+SCHEMES = ('2x5', 'holdout')
+
+
 def deal_groups(groups: np.ndarray, n_parts: int, rng: np.random.Generator) -> list[np.ndarray]:
   """Shuffles the distinct groups and deals them into `n_parts` parts of near-equal image count.
 
@@ -142,3 +147,25 @@ def holdout_split(
       taken += len(in_group)
   train, val, test = (np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts)
   return Split(0, None, None, train, val, test)  # no folds: reports show the index alone
+
+
+def make_splits(config, dataset) -> list[Split]:
+  """The splits `config.cv.scheme` names: '2x5' (the head-CT study, the default) or 'holdout'
+  (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`)."""
+  c = config.cv
+  scheme = c.get('scheme', '2x5')
+  if scheme == '2x5':
+    return cross_validation_splits(
+      dataset.labels, dataset.groups, seed=config.seed, n_folds=c.n_folds, n_halves=c.n_halves
+    )
+  if scheme == 'holdout':
+    return [
+      holdout_split(
+        dataset.labels,
+        dataset.groups,
+        seed=config.seed,
+        normal_fractions=tuple(c.normal_fractions),
+        abnormal_fractions=tuple(c.abnormal_fractions),
+      )
+    ]
+  raise ValueError(f'cv.scheme={scheme!r}; expected one of {SCHEMES}.')

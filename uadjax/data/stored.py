@@ -55,7 +55,7 @@ _DICOM_LIBRARIES = (
 )
 
 
-def _decoders() -> str:
+def decoder_modules() -> str:
   """What decodes the files, beside the data config: uadjax's data modules (their bytes) and
   the versions of the libraries they call."""
   package = os.path.dirname(os.path.abspath(__file__))
@@ -72,7 +72,7 @@ def _decoders() -> str:
 def key(data_key: str) -> str | None:
   """The name of the entry of the data set whose `dataset._key` is `data_key`; None when a
   data module cannot be read."""
-  decoders = _decoders()
+  decoders = decoder_modules()
   if not decoders:
     return None
   return hashlib.sha256(f'{data_key}\n{decoders}'.encode()).hexdigest()

@@ -77,7 +77,8 @@ def flax_fns(model) -> CamFns:
 
   The module provides `feature_maps(x, *, train)`, `head(f, *, train)`, `bias_terms()` and a
   `self.perturb(...)` at the output of each biased layer, named so that the 'perturbations'
-  collection and `bias_terms()` have the same structure (as `uadjax.models.densenet.DenseNet`).
+  collection and `bias_terms()` have the same structure (as
+  `uadjax.families.densenet.model.DenseNet`).
   """
 
   def features(variables, images):

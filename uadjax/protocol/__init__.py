@@ -17,10 +17,11 @@ Modules:
 The workdir's layout: `uadjax.run.layout`.
 """
 
+from uadjax.data.splits import SCHEMES, make_splits
 from uadjax.protocol.driver import check_data, finished_results, open_run, run, save_config
 from uadjax.protocol.evaluate import finish_iteration, format_summary, summarize, write_summary
 from uadjax.protocol.group import Group, iteration_groups, train_groups
-from uadjax.protocol.setup import SCHEMES, Protocol, make_splits, warn_small_classes
+from uadjax.protocol.setup import Protocol, warn_small_classes
 
 __all__ = [
   'SCHEMES',

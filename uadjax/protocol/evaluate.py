@@ -15,14 +15,84 @@ import jax
 import numpy as np
 from absl import logging
 
-from uadjax import checkpoint, data, families, io
+from uadjax import data, families, io
 from uadjax.evaluation import metrics as metrics_lib
 from uadjax.protocol import divergence
 from uadjax.protocol.setup import Protocol
+from uadjax.run import checkpoint, records
 from uadjax.run import fingerprint as fingerprint_lib
-from uadjax.run import records
 from uadjax.run.layout import RunDir
 from uadjax.train.loop import Carry, score_all, score_parts_all
+
+
+def _diverged(split, carry: Carry, history: dict, bad: str) -> dict:
+  """The record of an iteration whose selected model gives scores that are not finite."""
+  epoch = int(carry.best_epoch)
+  losses = dict(zip(history['epoch'], history['train_loss'], strict=True))
+  kept = history.get('selected_candidate') or f'selected at epoch {epoch}'
+  found = {
+    'epoch': epoch,
+    'loss': losses.get(epoch, float('nan')),
+    'reason': f'the model ({kept}) gives scores that are not finite ({bad})',
+  }
+  return divergence.record(split, '', found, history)
+
+
+def _record(protocol: Protocol, iteration: int, carry: Carry, history: dict, scores: dict):
+  """The iteration's `IterationRecord`: its split, history, selection, threshold (chosen on
+  the validation scores) and test metrics."""
+  c, split = protocol.config, protocol.splits[iteration]
+  labels, names = protocol.dataset.labels, protocol.dataset.names
+  val_scores, test_scores = scores['validation'], scores['test']
+  threshold = metrics_lib.select_threshold(
+    val_scores,
+    labels[split.val],
+    c.cv.threshold,
+    c.cv.threshold_quantile,
+    c.cv.get('threshold_value', 0.5),
+  )
+  fitted = protocol.task.fit_only
+  return records.IterationRecord(
+    iteration=iteration,
+    normal_fold=split.normal_fold,
+    abnormal_half=split.abnormal_half,
+    n_train=len(split.train),
+    n_val=len(split.val),
+    n_test=len(split.test),
+    history={'epoch': history['epoch'], 'train_loss': history['train_loss']},
+    validation={
+      **({'candidate': history['candidate']} if fitted else {'epoch': history['val_epoch']}),
+      'auc': history['val_auc'],
+      'loss': history['val_loss'],
+    },
+    selection=c.cv.selection,
+    selected_epoch=None if fitted else int(carry.best_epoch),
+    selected_candidate=history.get('selected_candidate'),
+    selection_metric=float(carry.best_metric),
+    threshold={'method': c.cv.threshold, 'value': threshold},
+    val_scores=[float(s) for s in val_scores],
+    val_labels=[int(v) for v in labels[split.val]],
+    val_names=[names[i] for i in split.val],
+    test=metrics_lib.classification_metrics(test_scores, labels[split.test], threshold),
+    test_scores=[float(s) for s in test_scores],
+    test_labels=[int(v) for v in labels[split.test]],
+    test_names=[names[i] for i in split.test],
+  )
+
+
+def _extra_test(protocol: Protocol, split, test_scores, extra_scores, extra, threshold) -> dict:
+  """The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
+  normals, with the same variables and threshold."""
+  labels = protocol.dataset.labels
+  normal_test = split.test[labels[split.test] == 0]
+  scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
+  binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
+  return {
+    'classes': list(data.option(protocol.config.data, 'extra_test_classes')),
+    'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
+    'scores': [float(v) for v in extra_scores],
+    'names': [protocol.dataset.names[i] for i in extra],
+  }
 
 
 def evaluate(
@@ -36,7 +106,6 @@ def evaluate(
   scoring program on the images; a fitted task's: from the features computed once). A fitted
   task's `history` names its candidates ('candidate') instead of epochs.
   """
-  c = protocol.config
   split = protocol.splits[iteration]
   labels = protocol.dataset.labels
   variables = jax.device_put(carry.best)
@@ -46,71 +115,16 @@ def evaluate(
     def score_fn(variables, indices):
       return score_all(protocol.engine, variables, images, indices)[0]
 
-  val_scores = score_fn(variables, split.val)
-  test_scores = score_fn(variables, split.test)
-  bad = divergence.non_finite_scores({'validation': val_scores, 'test': test_scores})
+  scores = {'validation': score_fn(variables, split.val), 'test': score_fn(variables, split.test)}
+  bad = divergence.non_finite_scores(scores)
   if bad:
-    epoch = int(carry.best_epoch)
-    losses = dict(zip(history['epoch'], history['train_loss'], strict=True))
-    kept = history.get('selected_candidate') or f'selected at epoch {epoch}'
-    found = {
-      'epoch': epoch,
-      'loss': losses.get(epoch, float('nan')),
-      'reason': f'the model ({kept}) gives scores that are not finite ({bad})',
-    }
-    return divergence.record(split, '', found, history)
-  threshold = metrics_lib.select_threshold(
-    val_scores,
-    labels[split.val],
-    c.cv.threshold,
-    c.cv.threshold_quantile,
-    c.cv.get('threshold_value', 0.5),
-  )
-  test = metrics_lib.classification_metrics(test_scores, labels[split.test], threshold)
-  record = records.IterationRecord(
-    iteration=iteration,
-    normal_fold=split.normal_fold,
-    abnormal_half=split.abnormal_half,
-    n_train=len(split.train),
-    n_val=len(split.val),
-    n_test=len(split.test),
-    history={'epoch': history['epoch'], 'train_loss': history['train_loss']},
-    validation={
-      **(
-        {'candidate': history['candidate']}
-        if protocol.task.fit_only
-        else {'epoch': history['val_epoch']}
-      ),
-      'auc': history['val_auc'],
-      'loss': history['val_loss'],
-    },
-    selection=c.cv.selection,
-    selected_epoch=None if protocol.task.fit_only else int(carry.best_epoch),
-    selected_candidate=history.get('selected_candidate'),
-    selection_metric=float(carry.best_metric),
-    threshold={'method': c.cv.threshold, 'value': threshold},
-    val_scores=[float(s) for s in val_scores],
-    val_labels=[int(v) for v in labels[split.val]],
-    val_names=[protocol.dataset.names[i] for i in split.val],
-    test=test,
-    test_scores=[float(s) for s in test_scores],
-    test_labels=[int(v) for v in labels[split.test]],
-    test_names=[protocol.dataset.names[i] for i in split.test],
-  )
+    return _diverged(split, carry, history, bad)
+  record = _record(protocol, iteration, carry, history, scores)
   extra = np.flatnonzero(labels == 2)
   if extra.size:
-    # The test-only class (data.extra_test_classes: DRIMDB's outliers) against the test
-    # normals, with the same variables and threshold.
-    extra_scores = score_fn(variables, extra)
-    normal_test = split.test[labels[split.test] == 0]
-    scores = np.concatenate([test_scores[labels[split.test] == 0], extra_scores])
-    binary = np.concatenate([np.zeros(len(normal_test), int), np.ones(extra.size, int)])
-    record.extra_test = {
-      'classes': list(data.option(c.data, 'extra_test_classes')),
-      'metrics': metrics_lib.classification_metrics(scores, binary, threshold),
-      'scores': [float(v) for v in extra_scores],
-      'names': [protocol.dataset.names[i] for i in extra],
-    }
+    record.extra_test = _extra_test(
+      protocol, split, scores['test'], score_fn(variables, extra), extra, record.threshold['value']
+    )
   # A score that is a sum (f-AnoGAN: image + kappa x feature residual) keeps its terms per test
   # image, so the histograms can show each.
   if protocol.task.composite_score:

@@ -19,10 +19,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from uadjax.compiler import SCORING
 from uadjax.evaluation.metrics import auc
 from uadjax.protocol.setup import Protocol
 from uadjax.run import stop
+from uadjax.run.compiler import SCORING
 from uadjax.train.loop import Carry, in_batches, score_all
 
 

@@ -16,11 +16,11 @@ from absl import logging
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from uadjax import checkpoint, io
 from uadjax import config as config_lib
+from uadjax import io
 from uadjax.protocol import divergence, progress, summaries
 from uadjax.protocol.setup import Protocol
-from uadjax.run import stop
+from uadjax.run import checkpoint, stop
 from uadjax.run.layout import RunDir
 from uadjax.train.loop import Carry, train_on_host
 

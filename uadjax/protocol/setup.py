@@ -14,12 +14,10 @@ from absl import logging
 from uadjax import config as config_lib
 from uadjax import data, families
 from uadjax.data import augment as augment_lib
-from uadjax.data.splits import Split, cross_validation_splits, holdout_split
+from uadjax.data.splits import Split, make_splits
 from uadjax.run import fingerprint as fingerprint_lib
 from uadjax.train import loop
 from uadjax.train.loop import Carry, Engine, FoldData, pad
-
-SCHEMES = ('2x5', 'holdout')
 
 
 def warn_small_classes(splits: list[Split], labels: np.ndarray) -> None:
@@ -38,28 +36,6 @@ def warn_small_classes(splits: list[Split], labels: np.ndarray) -> None:
           positives,
           negatives,
         )
-
-
-def make_splits(config, dataset) -> list[Split]:
-  """The splits `config.cv.scheme` names: '2x5' (the head-CT study, the default) or 'holdout'
-  (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`)."""
-  c = config.cv
-  scheme = c.get('scheme', '2x5')
-  if scheme == '2x5':
-    return cross_validation_splits(
-      dataset.labels, dataset.groups, seed=config.seed, n_folds=c.n_folds, n_halves=c.n_halves
-    )
-  if scheme == 'holdout':
-    return [
-      holdout_split(
-        dataset.labels,
-        dataset.groups,
-        seed=config.seed,
-        normal_fractions=tuple(c.normal_fractions),
-        abnormal_fractions=tuple(c.abnormal_fractions),
-      )
-    ]
-  raise ValueError(f'cv.scheme={scheme!r}; expected one of {SCHEMES}.')
 
 
 class Protocol:

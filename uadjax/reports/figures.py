@@ -36,6 +36,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from uadjax import io
+from uadjax.evaluation import metrics as metrics_lib
 from uadjax.evaluation.metrics import threshold_curve
 
 DPI = 120
@@ -446,9 +447,7 @@ def drawn_from(metrics_paths: Sequence[str]) -> dict:
   None where a file cannot be read."""
   import matplotlib
 
-  from uadjax.evaluation import metrics
-
-  code = [(os.path.basename(m), m) for m in (__file__, metrics.__file__)]
+  code = [(os.path.basename(m), m) for m in (__file__, metrics_lib.__file__)]
   return {
     'metrics': io.files_digest([(str(k), p) for k, p in enumerate(metrics_paths)]),
     'code': io.files_digest(code, matplotlib.__version__),

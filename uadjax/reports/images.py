@@ -37,7 +37,7 @@ MAP_CMAP = 'inferno'
 MASK_COLOR = '#00e5ff'
 
 
-def _display(image) -> np.ndarray:
+def display(image) -> np.ndarray:
   """What imshow draws: (h, w) gray for one channel; RGB for three; two channels (the fundus
   f-AnoGAN's red and green) as RGB with an empty blue."""
   image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
@@ -52,7 +52,7 @@ def _display(image) -> np.ndarray:
 
 def _show(ax, image) -> None:
   """Draws an image in [0, 1]: gray scale for one channel, colour otherwise."""
-  ax.imshow(_display(image), cmap='gray', vmin=0, vmax=1)
+  ax.imshow(display(image), cmap='gray', vmin=0, vmax=1)
 
 
 def _map_limit(maps) -> float:
@@ -165,7 +165,7 @@ def plot_examples(
       for column in columns
     ]
     quadrants.append(
-      _montage(cells, len(columns), title_lines=2, rows=per_category, tile_shape=(h, w))
+      tile_montage(cells, len(columns), title_lines=2, rows=per_category, tile_shape=(h, w))
     )
   quad_h, quad_w = quadrants[0][0].shape[:2]
   head, gap = max(4, round(0.42 * h)), max(2, round(0.22 * w))
@@ -225,7 +225,7 @@ def plot_anomaly_maps(
   low), titled with the score; a red title marks an image the threshold misses. With `masks`
   (phantoms), the true lesion outline is drawn in cyan.
 
-  The panels are one montage in one Axes (`_montage`), their titles text placed over its gaps:
+  The panels are one montage in one Axes (`montage`), their titles text placed over its gaps:
   fifty Axes of their own took 1.4-1.5 s of the report's drawing, the montage 0.9 s (0.5 s with
   `_save`'s level-1 PNGs), measured on the head CT's 50 abnormal test images.
 
@@ -240,7 +240,7 @@ def plot_anomaly_maps(
   lines = 2 if names is not None else 1
   h, w = _tile_shape(maps)
   tiles = [overlay_rgb(images[k], maps[k], vmax) for k in order] or [None]  # None: no images
-  montage, origins = _montage(tiles, cols, title_lines=lines, tile_shape=(h, w))
+  montage, origins = tile_montage(tiles, cols, title_lines=lines, tile_shape=(h, w))
   aspect = montage.shape[0] / montage.shape[1]
   fig = Figure(figsize=(1.35 * cols, 1.35 * cols * aspect + 0.7), layout='constrained')
   ax = fig.add_subplot()
@@ -288,7 +288,7 @@ def _tile_shape(maps) -> tuple[int, int]:
 
 def _rgb(image) -> np.ndarray:
   """What `_show` draws, as (h, w, 3) floats in [0, 1] (gray repeated into each channel)."""
-  base = _display(image)
+  base = display(image)
   return np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
 
 
@@ -304,7 +304,7 @@ def overlay_rgb(image, amap, vmax: float) -> np.ndarray:
   return (1 - alpha) * base + alpha * colour
 
 
-def _montage(
+def tile_montage(
   tiles, cols: int, title_lines: int = 1, rows: int | None = None, tile_shape=None
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
   """Equal-sized (h, w, 3) tiles in a grid of `cols` columns, row by row, as one RGBA image
@@ -480,7 +480,7 @@ def plot_cams(images, cams: dict, path, names: Sequence[str], captions: Sequence
     for j, method in enumerate(methods):
       ax = axes[i, j + 1]
       _off(ax)
-      ax.imshow(blend_heatmap(_display(images[i]), cams[method][i]))
+      ax.imshow(blend_heatmap(display(images[i]), cams[method][i]))
       if i == 0:
         ax.set_title(method, fontsize='small')
   fig.suptitle(

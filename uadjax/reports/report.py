@@ -29,6 +29,8 @@ folder to draw everything again. The log says how long the report took.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import shutil
 import time
@@ -123,7 +125,7 @@ def _cam_section(config, model, test_images, labels, scores, names, outdir):
     os.makedirs(folder, exist_ok=True)
     for k, i in enumerate(idx):
       stem = os.path.splitext(os.path.basename(names[i]))[0].replace(' ', '_')
-      overlay = images.blend_heatmap(images._display(shown[k]), maps[k])
+      overlay = images.blend_heatmap(images.display(shown[k]), maps[k])
       Image.fromarray(overlay).save(os.path.join(folder, f'{stem}.png'))
   truth = {0: 'normal', 1: 'abnormal'}
   captions = [
@@ -176,114 +178,6 @@ def _run_figures_match(run: RunDir, metrics_list) -> bool:
   return None not in current.values() and recorded == current
 
 
-def _image_sections(config, workdir, chosen, label, why, model_name, outdir):
-  """The image figures of the chosen iteration: draws them and returns (sections, notes), with
-  sections [(heading, file name, line)]."""
-  it = int(chosen['iteration'])
-  sections, notes = [], []
-
-  def add(heading, path, line):
-    sections.append((heading, os.path.basename(path) if path else None, line))
-
-  try:
-    model = inference.load_models(workdir, [it], config)[0]
-    test_images, masks = _test_images(config, chosen)
-    # A fused run's members may take other sizes: the same images at each.
-    others = [s for s in model.image_sizes if s != test_images.shape[1]]
-    batch = test_images
-    if others:
-      batch = {test_images.shape[1]: test_images}
-      batch.update({s: _test_images(config, chosen, s)[0] for s in others})
-  except (inference.RunError, data.DataError, FileNotFoundError) as e:
-    logging.warning('Report without image figures: %s', e)
-    return sections, [f'Image figures left out: {e}']
-  labels = np.asarray(chosen['test_labels'])
-  out = model.outputs(batch)  # scores, maps and reconstructions in one pass
-  scores, maps = out['scores'], out['maps']
-  supervised = model.supervised
-  if supervised:
-    # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
-    maps = model.class_maps(test_images, 'gradcam')
-    notes.append(
-      'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
-      'for class 1 (abnormal), and "score" is P(class 1).'
-    )
-  recons = out.get('reconstructions')
-  saved = np.asarray(chosen['test_scores'], np.float64)
-  drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
-  if drift > 1e-3:
-    notes.append(
-      f'The restored checkpoint scores the test images up to {drift:.1%} away from '
-      'metrics.json (another device or dtype); the figures use the restored scores.'
-    )
-  threshold = model.threshold
-  names = chosen['test_names']
-  # What was kept: a trained family's epoch, a fitted family's candidate (a fused run: none).
-  kept = chosen.get('selected_candidate')
-  kept = f', epoch {model.epoch}' if model.epoch is not None else f', {kept}' if kept else ''
-  counts = metrics_lib.confusion(scores, labels, threshold)
-  add(
-    'Test images by outcome',
-    images.plot_examples(
-      test_images,
-      recons,
-      maps,
-      labels,
-      scores,
-      threshold,
-      os.path.join(outdir, 'examples.png'),
-      names=names,
-      title=f'{model_name}, iteration {label}{kept}',
-    ),
-    f'Iteration {label} ({why}){kept}: per outcome (TN {counts["tn"]}, '
-    f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
-    '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
-  )
-  abnormal = np.flatnonzero(labels == 1)
-  add(
-    'Anomaly maps',
-    images.plot_anomaly_maps(
-      test_images[abnormal],
-      maps[abnormal],
-      scores[abnormal],
-      threshold,
-      os.path.join(outdir, 'anomaly_maps.png'),
-      masks=None if masks is None else masks[abnormal],
-      names=[names[k] for k in abnormal],
-      title=f'{model_name}, iteration {label}: abnormal test images, highest score first',
-    ),
-    'The residual map over every abnormal test image, highest score first; red titles are '
-    'images the threshold misses'
-    + ('; the cyan outline is the true lesion.' if masks is not None else '.'),
-  )
-  add(
-    'Lowest and highest scores',
-    images.plot_extremes(
-      test_images,
-      recons,
-      maps,
-      labels,
-      scores,
-      os.path.join(outdir, 'extremes.png'),
-      names=names,
-      title=f'{model_name}, iteration {label}',
-    ),
-    'For normal and for abnormal test images, the one with the lowest and the one with the '
-    'highest score' + (', with reconstruction and difference map.' if recons is not None else '.'),
-  )
-  if supervised and config.get('cam'):
-    path, line = _cam_section(config, model, test_images, labels, scores, names, outdir)
-    add('Class-activation maps', path, line)
-  if masks is not None:
-    pixel_auc = segmentation.pixel_auroc(maps[abnormal], masks[abnormal])
-    if not np.isnan(pixel_auc):
-      notes.append(
-        f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
-        f'images, iteration {label}): {pixel_auc:.3f}.'
-      )
-  return sections, notes
-
-
 def _schedule(config) -> str:
   """How the run's models were made and chosen, for the report's first line."""
   if not config_lib.trains(config):
@@ -292,6 +186,369 @@ def _schedule(config) -> str:
     f'{config.train.epochs} epochs, validation every {config.cv.val_every}, checkpoint '
     f'selection by {config.cv.selection}'
   )
+
+
+@dataclasses.dataclass
+class _Report:
+  """What the section writers share: the run, the chosen iteration, the output folder, the
+  sections and notes written so far and the figures' counts (drawn, kept, copied)."""
+
+  workdir: str
+  config: ml_collections.ConfigDict
+  run: RunDir
+  outdir: str
+  finished: dict  # {iteration: metrics}
+  chosen: dict  # the metrics of the iteration whose model the image figures show
+  why: str  # why that iteration: 'the median test AUC' or 'chosen'
+  sections: list = dataclasses.field(default_factory=list)  # (heading, file name, line)
+  notes: list = dataclasses.field(default_factory=list)
+  counts: dict = dataclasses.field(default_factory=lambda: {'drawn': 0, 'kept': 0, 'copied': 0})
+
+  @property
+  def metrics_list(self) -> list[dict]:
+    return list(self.finished.values())
+
+  @property
+  def iteration(self) -> int:
+    return int(self.chosen['iteration'])
+
+  @property
+  def label(self) -> str:
+    """'3 (g/b 1/0)': the chosen iteration, with its normal fold and abnormal half."""
+    label = str(self.iteration)
+    if self.chosen.get('normal_fold') is not None:
+      label += f' (g/b {self.chosen.get("normal_fold")}/{self.chosen.get("abnormal_half")})'
+    return label
+
+  @property
+  def model_name(self) -> str:
+    return families.display_name(self.config.get('model_name'))
+
+  def add(self, heading: str, path: str | None, line: str) -> None:
+    """A section: its heading, its figure (None: none) and one line of explanation."""
+    self.sections.append((heading, os.path.basename(path) if path else None, line))
+
+  def draw(self, name: str, inputs_mtime: float, plot) -> str:
+    """`plot(path)` unless the figure at outdir/name is newer than its inputs, or the run's
+    own copy of it shows the same (`_run_figures_match`): then it is kept or copied."""
+    path = os.path.join(self.outdir, name)
+    if _up_to_date([path], inputs_mtime):
+      self.counts['kept'] += 1
+      return path
+    source = os.path.join(self.run.figures, name)
+    if self._copy_run_figures and name in figures.RUN_FIGURES and os.path.isfile(source):
+      shutil.copyfile(source, path)
+      self.counts['copied'] += 1
+      return path
+    self.counts['drawn'] += 1
+    return plot(path)
+
+  @functools.cached_property
+  def _copy_run_figures(self) -> bool:
+    # The run's own curves and histograms are copied where they show the same (not onto
+    # themselves).
+    return os.path.abspath(self.outdir) != os.path.abspath(self.run.figures) and (
+      _run_figures_match(self.run, self.metrics_list)
+    )
+
+
+def _open_report(workdir: str, outdir: str | None, iteration: int | None) -> _Report:
+  """The report's context: the run's config and finished iterations, the chosen iteration."""
+  config = inference.load_config(workdir)
+  finished = inference.finished_iterations(workdir)
+  if not finished:
+    raise inference.RunError(f'{workdir}: no finished iteration (iter_XX/metrics.json) to report.')
+  run = RunDir(workdir)
+  outdir = outdir or run.report
+  os.makedirs(outdir, exist_ok=True)
+  if iteration is None:
+    chosen = representative_iteration(list(finished.values()))
+  elif iteration in finished:
+    chosen = finished[iteration]
+  else:
+    raise inference.RunError(
+      f'{workdir}: iteration {iteration} is not finished ({list(finished)}).'
+    )
+  why = 'the median test AUC' if iteration is None else 'chosen'
+  return _Report(workdir, config, run, outdir, finished, chosen, why)
+
+
+def _curve_sections(report: _Report) -> None:
+  """Training curves, threshold selection, test-score histograms and the score's parts: drawn
+  from the iterations' metrics.json files."""
+  r, metrics_list, chosen = report, report.metrics_list, report.chosen
+  metrics_mtime = _newest_mtime([r.run.metrics(i) for i in sorted(r.finished)])
+  r.add(
+    'Training',
+    r.draw(
+      'training_curves.png',
+      metrics_mtime,
+      lambda path: figures.plot_training_curves(metrics_list, path),
+    ),
+    'Left: mean training loss per epoch (log scale), one line per iteration (normal fold g / '
+    'abnormal half b). Right: validation AUC at every validation; the dot is the epoch whose '
+    'checkpoint was kept and tested.',
+  )
+  r.add(
+    'Threshold selection',
+    r.draw(
+      'threshold_selection.png',
+      metrics_mtime,
+      lambda path: figures.plot_threshold_selection_grid(metrics_list, path),
+    ),
+    'Precision, recall and F1 of "score >= threshold" on each iteration\'s validation set; the '
+    f'dashed line is the chosen threshold ({chosen["threshold"]["method"]}).',
+  )
+  r.add(
+    'Test scores',
+    r.draw(
+      'score_histograms.png',
+      metrics_mtime,
+      lambda path: figures.plot_score_histograms(metrics_list, path),
+    ),
+    'Test anomaly scores of normal (blue) and abnormal (red) images per iteration, with the '
+    'threshold chosen on validation (dashed); the test AUC is in each title.',
+  )
+  if chosen.get('test_score_parts'):
+    r.add(
+      'Parts of the score',
+      r.draw(
+        'score_parts.png',
+        _newest_mtime([r.run.metrics(r.iteration)]),
+        lambda path: figures.plot_score_parts(chosen, path),
+      ),
+      f'The parts of the test score ({", ".join(chosen["test_score_parts"])}) and the total, '
+      f'normal vs abnormal, iteration {r.label}.',
+    )
+
+
+def _image_sections(report: _Report) -> None:
+  """The image figures of the chosen iteration's model: all drawn again or all kept, with
+  their captions (which hold the restored scores' counts) kept beside them in
+  `_IMAGE_SECTIONS`."""
+  r = report
+  inputs = _newest_mtime([r.run.config, r.run.metrics(r.iteration), r.run.best(r.iteration)])
+  cache_path = os.path.join(r.outdir, _IMAGE_SECTIONS)
+  cached = io.read_json(cache_path) if os.path.isfile(cache_path) else {}
+  kept = (
+    bool(cached.get('sections'))
+    and cached.get('iteration') == r.iteration
+    and cached.get('why') == r.why
+    and _up_to_date([cache_path], inputs)
+    and _up_to_date(
+      [os.path.join(r.outdir, name) for _, name, _ in cached.get('sections', []) if name],
+      inputs,
+    )
+  )
+  if kept:
+    sections, notes = [tuple(x) for x in cached['sections']], list(cached['notes'])
+    r.counts['kept'] += sum(1 for _, name, _ in sections if name)
+  else:
+    drawn = _Report(r.workdir, r.config, r.run, r.outdir, r.finished, r.chosen, r.why)
+    _draw_image_figures(drawn)
+    sections, notes = drawn.sections, drawn.notes
+    r.counts['drawn'] += sum(1 for _, name, _ in sections if name)
+    if sections:  # not when they were left out: the data may be there next time
+      io.write_json(
+        cache_path,
+        {'iteration': r.iteration, 'why': r.why, 'sections': sections, 'notes': notes},
+      )
+  r.sections += sections
+  r.notes += notes
+
+
+@dataclasses.dataclass
+class _ScoredTestSet:
+  """The chosen iteration's model and its test images, scored once for every image figure."""
+
+  model: object
+  images: np.ndarray
+  masks: np.ndarray | None
+  labels: np.ndarray
+  names: list
+  scores: np.ndarray
+  maps: np.ndarray
+  reconstructions: np.ndarray | None
+
+
+def _scored_test_set(report: _Report) -> _ScoredTestSet:
+  """Restores the model and scores its test images (at each size a fused run's members take);
+  a classifier's maps are its Grad-CAM for class 1. Notes what the reader should know."""
+  config, chosen = report.config, report.chosen
+  model = inference.load_models(report.workdir, [report.iteration], config)[0]
+  test_images, masks = _test_images(config, chosen)
+  # A fused run's members may take other sizes: the same images at each.
+  others = [s for s in model.image_sizes if s != test_images.shape[1]]
+  batch = test_images
+  if others:
+    batch = {test_images.shape[1]: test_images}
+    batch.update({s: _test_images(config, chosen, s)[0] for s in others})
+  out = model.outputs(batch)  # scores, maps and reconstructions in one pass
+  scores, maps = out['scores'], out['maps']
+  if model.supervised:
+    # A classifier has no residual: its map in these figures is Grad-CAM for class 1.
+    maps = model.class_maps(test_images, 'gradcam')
+    report.notes.append(
+      'A classifier has no reconstruction: the maps of the image figures are its Grad-CAM '
+      'for class 1 (abnormal), and "score" is P(class 1).'
+    )
+  saved = np.asarray(chosen['test_scores'], np.float64)
+  drift = float(np.max(np.abs(scores - saved) / np.maximum(np.abs(saved), 1e-12)))
+  if drift > 1e-3:
+    report.notes.append(
+      f'The restored checkpoint scores the test images up to {drift:.1%} away from '
+      'metrics.json (another device or dtype); the figures use the restored scores.'
+    )
+  return _ScoredTestSet(
+    model=model,
+    images=test_images,
+    masks=masks,
+    labels=np.asarray(chosen['test_labels']),
+    names=chosen['test_names'],
+    scores=scores,
+    maps=maps,
+    reconstructions=out.get('reconstructions'),
+  )
+
+
+def _draw_image_figures(report: _Report) -> None:
+  """Examples by outcome, anomaly maps, extremes, class-activation maps and the pixel AUROC
+  of the chosen iteration's model; left out, with a note, when the data cannot be read."""
+  r = report
+  try:
+    s = _scored_test_set(r)
+  except (inference.RunError, data.DataError, FileNotFoundError) as e:
+    logging.warning('Report without image figures: %s', e)
+    r.notes.append(f'Image figures left out: {e}')
+    return
+  _outcome_sections(r, s)
+  if s.model.supervised and r.config.get('cam'):
+    path, line = _cam_section(r.config, s.model, s.images, s.labels, s.scores, s.names, r.outdir)
+    r.add('Class-activation maps', path, line)
+  if s.masks is not None:
+    abnormal = np.flatnonzero(s.labels == 1)
+    pixel_auc = segmentation.pixel_auroc(s.maps[abnormal], s.masks[abnormal])
+    if not np.isnan(pixel_auc):
+      r.notes.append(
+        f'Pixel-level AUROC of the anomaly maps against the true lesion masks (abnormal test '
+        f'images, iteration {r.label}): {pixel_auc:.3f}.'
+      )
+
+
+def _outcome_sections(r: _Report, s: _ScoredTestSet) -> None:
+  """Test images by outcome, the abnormal ones' anomaly maps, and each class's extremes."""
+  threshold, model_name, label = s.model.threshold, r.model_name, r.label
+  # What was kept: a trained family's epoch, a fitted family's candidate (a fused run: none).
+  kept = r.chosen.get('selected_candidate')
+  kept = f', epoch {s.model.epoch}' if s.model.epoch is not None else f', {kept}' if kept else ''
+  counts = metrics_lib.confusion(s.scores, s.labels, threshold)
+  r.add(
+    'Test images by outcome',
+    images.plot_examples(
+      s.images,
+      s.reconstructions,
+      s.maps,
+      s.labels,
+      s.scores,
+      threshold,
+      os.path.join(r.outdir, 'examples.png'),
+      names=s.names,
+      title=f'{model_name}, iteration {label}{kept}',
+    ),
+    f'Iteration {label} ({r.why}){kept}: per outcome (TN {counts["tn"]}, '
+    f'FP {counts["fp"]}, FN {counts["fn"]}, TP {counts["tp"]}) the most confident images '
+    '(errors: the furthest on the wrong side), with reconstruction and squared residual.',
+  )
+  abnormal = np.flatnonzero(s.labels == 1)
+  r.add(
+    'Anomaly maps',
+    images.plot_anomaly_maps(
+      s.images[abnormal],
+      s.maps[abnormal],
+      s.scores[abnormal],
+      threshold,
+      os.path.join(r.outdir, 'anomaly_maps.png'),
+      masks=None if s.masks is None else s.masks[abnormal],
+      names=[s.names[k] for k in abnormal],
+      title=f'{model_name}, iteration {label}: abnormal test images, highest score first',
+    ),
+    'The residual map over every abnormal test image, highest score first; red titles are '
+    'images the threshold misses'
+    + ('; the cyan outline is the true lesion.' if s.masks is not None else '.'),
+  )
+  r.add(
+    'Lowest and highest scores',
+    images.plot_extremes(
+      s.images,
+      s.reconstructions,
+      s.maps,
+      s.labels,
+      s.scores,
+      os.path.join(r.outdir, 'extremes.png'),
+      names=s.names,
+      title=f'{model_name}, iteration {label}',
+    ),
+    'For normal and for abnormal test images, the one with the lowest and the one with the '
+    'highest score'
+    + (', with reconstruction and difference map.' if s.reconstructions is not None else '.'),
+  )
+
+
+def _sample_section(report: _Report) -> None:
+  """The selected generator's samples (a family with a GAN phase: f-AnoGAN)."""
+  r = report
+  family = families.FAMILIES.get(r.config.model_name)  # none for a fused run
+  samples = _samples(r.run, r.iteration, [p.name for p in family.phases] if family else [])
+  if samples is None:
+    return
+  arrays, folder = samples
+  r.add(
+    'Generator samples',
+    r.draw(
+      'samples.png',
+      _newest_mtime([folder]),
+      lambda path: images.plot_image_grid(arrays, path, title='samples of the selected generator'),
+    ),
+    f'Samples of the selected generator ({os.path.relpath(folder, r.workdir)}).',
+  )
+
+
+# The report's sections, in order: each writer adds its sections and notes to the report.
+SECTION_WRITERS = (_curve_sections, _image_sections, _sample_section)
+
+
+def _markdown(report: _Report) -> str:
+  """report.md: how the run was made, its results table beside the study's, the sections."""
+  r, config, metrics_list = report, report.config, report.metrics_list
+  if os.path.isfile(r.run.summary_json):
+    summary = io.read_json(r.run.summary_json)
+  else:
+    summary = {
+      'model': config.get('model_name'),
+      'n_iterations': len(metrics_list),
+      'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
+    }
+  study = tables.study_row_for(config)
+  # `description`: how a run that did not train was made (a fused run), instead of its schedule.
+  how = config.get('description') or f'{_schedule(config)}, threshold by {config.cv.threshold}'
+  lines = [
+    f'# {r.model_name} on {config.data.source} data: report of `{os.path.abspath(r.workdir)}`',
+    '',
+    f'{len(metrics_list)} iterations, {how.rstrip(".")}, images '
+    f'{config.data.image_size}x{config.data.image_size}.',
+    '',
+    tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
+    '',
+  ]
+  if config.get('study_note'):
+    lines += [f'Note: {config.study_note}.', '']
+  if summary.get('extra_test'):
+    lines += [tables.extra_test_markdown(summary).strip(), '']
+  for heading, name, line in r.sections:
+    lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
+  if r.notes:
+    lines += ['## Notes', ''] + [f'- {n}' for n in r.notes] + ['']
+  return '\n'.join(lines)
 
 
 def write_report(workdir: str, outdir: str | None = None, iteration: int | None = None) -> str:
@@ -312,184 +569,17 @@ def write_report(workdir: str, outdir: str | None = None, iteration: int | None 
     inference.RunError: the workdir has no config or no finished iteration.
   """
   start = time.perf_counter()
-  config = inference.load_config(workdir)
-  finished = inference.finished_iterations(workdir)
-  if not finished:
-    raise inference.RunError(f'{workdir}: no finished iteration (iter_XX/metrics.json) to report.')
-  run = RunDir(workdir)
-  outdir = outdir or run.report
-  os.makedirs(outdir, exist_ok=True)
-  metrics_list = list(finished.values())
-  if iteration is None:
-    chosen = representative_iteration(metrics_list)
-  elif iteration in finished:
-    chosen = finished[iteration]
-  else:
-    raise inference.RunError(
-      f'{workdir}: iteration {iteration} is not finished ({list(finished)}).'
-    )
-  it = int(chosen['iteration'])
-  label = str(it)
-  if chosen.get('normal_fold') is not None:
-    label += f' (g/b {chosen.get("normal_fold")}/{chosen.get("abnormal_half")})'
-  why = 'the median test AUC' if iteration is None else 'chosen'
-  model_name = families.display_name(config.get('model_name'))
-
-  sections = []  # (heading, file name or None, one line of explanation)
-  counts = {'drawn': 0, 'kept': 0, 'copied': 0}
-
-  def add(heading, path, line):
-    sections.append((heading, os.path.basename(path) if path else None, line))
-
-  # The run's own curves and histograms are copied where they show the same (not onto themselves).
-  copy_run_figures = os.path.abspath(outdir) != os.path.abspath(run.figures) and (
-    _run_figures_match(run, metrics_list)
-  )
-
-  def draw(name, inputs_mtime, plot):
-    """`plot(path)` unless the figure at outdir/name is newer than its inputs, or the run's
-    own copy of it shows the same (`_run_figures_match`)."""
-    path = os.path.join(outdir, name)
-    if _up_to_date([path], inputs_mtime):
-      counts['kept'] += 1
-      return path
-    source = os.path.join(run.figures, name)
-    if copy_run_figures and name in figures.RUN_FIGURES and os.path.isfile(source):
-      shutil.copyfile(source, path)
-      counts['copied'] += 1
-      return path
-    counts['drawn'] += 1
-    return plot(path)
-
-  metrics_files = [run.metrics(i) for i in sorted(finished)]
-  metrics_mtime = _newest_mtime(metrics_files)
-  add(
-    'Training',
-    draw(
-      'training_curves.png',
-      metrics_mtime,
-      lambda path: figures.plot_training_curves(metrics_list, path),
-    ),
-    'Left: mean training loss per epoch (log scale), one line per iteration (normal fold g / '
-    'abnormal half b). Right: validation AUC at every validation; the dot is the epoch whose '
-    'checkpoint was kept and tested.',
-  )
-  add(
-    'Threshold selection',
-    draw(
-      'threshold_selection.png',
-      metrics_mtime,
-      lambda path: figures.plot_threshold_selection_grid(metrics_list, path),
-    ),
-    'Precision, recall and F1 of "score >= threshold" on each iteration\'s validation set; the '
-    f'dashed line is the chosen threshold ({chosen["threshold"]["method"]}).',
-  )
-  add(
-    'Test scores',
-    draw(
-      'score_histograms.png',
-      metrics_mtime,
-      lambda path: figures.plot_score_histograms(metrics_list, path),
-    ),
-    'Test anomaly scores of normal (blue) and abnormal (red) images per iteration, with the '
-    'threshold chosen on validation (dashed); the test AUC is in each title.',
-  )
-  chosen_mtime = _newest_mtime([run.metrics(it)])
-  if chosen.get('test_score_parts'):
-    add(
-      'Parts of the score',
-      draw('score_parts.png', chosen_mtime, lambda path: figures.plot_score_parts(chosen, path)),
-      f'The parts of the test score ({", ".join(chosen["test_score_parts"])}) and the total, '
-      f'normal vs abnormal, iteration {label}.',
-    )
-
-  # The image figures come from the model and the data: all drawn again or all kept, with
-  # their captions (which hold the restored scores' counts) kept beside them.
-  image_inputs = _newest_mtime(
-    [
-      run.config,
-      run.metrics(it),
-      run.best(it),
-    ]
-  )
-  cache_path = os.path.join(outdir, _IMAGE_SECTIONS)
-  cached = io.read_json(cache_path) if os.path.isfile(cache_path) else {}
-  kept = (
-    bool(cached.get('sections'))
-    and cached.get('iteration') == it
-    and cached.get('why') == why
-    and _up_to_date([cache_path], image_inputs)
-    and _up_to_date(
-      [os.path.join(outdir, name) for _, name, _ in cached.get('sections', []) if name],
-      image_inputs,
-    )
-  )
-  if kept:
-    image_sections, notes = [tuple(x) for x in cached['sections']], list(cached['notes'])
-    counts['kept'] += sum(1 for _, name, _ in image_sections if name)
-  else:
-    image_sections, notes = _image_sections(config, workdir, chosen, label, why, model_name, outdir)
-    counts['drawn'] += sum(1 for _, name, _ in image_sections if name)
-    if image_sections:  # not when they were left out: the data may be there next time
-      io.write_json(
-        cache_path,
-        {'iteration': it, 'why': why, 'sections': image_sections, 'notes': notes},
-      )
-  sections += image_sections
-  family = families.FAMILIES.get(config.model_name)  # none for a fused run
-  samples = _samples(run, it, [p.name for p in family.phases] if family else [])
-  if samples is not None:
-    arrays, folder = samples
-    add(
-      'Generator samples',
-      draw(
-        'samples.png',
-        _newest_mtime([folder]),
-        lambda path: images.plot_image_grid(
-          arrays, path, title='samples of the selected generator'
-        ),
-      ),
-      f'Samples of the selected generator ({os.path.relpath(folder, workdir)}).',
-    )
-
-  summary_path = run.summary_json
-  if os.path.isfile(summary_path):
-    summary = io.read_json(summary_path)
-  else:
-    summary = {
-      'model': config.get('model_name'),
-      'n_iterations': len(metrics_list),
-      'metrics': metrics_lib.summarize([m['test'] for m in metrics_list]),
-    }
-  study = tables.study_row_for(config)
-  # `description`: how a run that did not train was made (a fused run), instead of its schedule.
-  how = config.get('description') or f'{_schedule(config)}, threshold by {config.cv.threshold}'
-
-  lines = [
-    f'# {model_name} on {config.data.source} data: report of `{os.path.abspath(workdir)}`',
-    '',
-    f'{len(metrics_list)} iterations, {how.rstrip(".")}, images '
-    f'{config.data.image_size}x{config.data.image_size}.',
-    '',
-    tables.summary_markdown(summary, study_model=study, per_iteration=metrics_list).rstrip(),
-    '',
-  ]
-  if config.get('study_note'):
-    lines += [f'Note: {config.study_note}.', '']
-  if summary.get('extra_test'):
-    lines += [tables.extra_test_markdown(summary).strip(), '']
-  for heading, name, line in sections:
-    lines += [f'## {heading}', '', line, '', f'![{heading}]({name})', '']
-  if notes:
-    lines += ['## Notes', ''] + [f'- {n}' for n in notes] + ['']
-  path = io.write_text(os.path.join(outdir, 'report.md'), '\n'.join(lines))
+  report = _open_report(workdir, outdir, iteration)
+  for write_sections in SECTION_WRITERS:
+    write_sections(report)
+  path = io.write_text(os.path.join(report.outdir, 'report.md'), _markdown(report))
   logging.info(
     'Report %s in %.1f s: %d figures drawn, %d kept (newer than what they show), %d copied '
     "from the run's figures.",
     path,
     time.perf_counter() - start,
-    counts['drawn'],
-    counts['kept'],
-    counts['copied'],
+    report.counts['drawn'],
+    report.counts['kept'],
+    report.counts['copied'],
   )
   return path

@@ -5,7 +5,7 @@ Workdir layout:
   .lock                              held by the run in progress (its pid, host, start time)
   config.json                        the run's config (a resume must use the same) and the data's
                                      fingerprint (`uadjax.run.fingerprint`; the same data)
-  iter_XX/checkpoints/best           the selected variables (Orbax; `uadjax.checkpoint`), with
+  iter_XX/checkpoints/best           the selected variables (Orbax; `uadjax.run.checkpoint`), with
                                      their epoch, metric and the image shape trained on
   iter_XX/checkpoints/latest/N       the training carry at epoch N, for resuming
   iter_XX/history.json               losses and the validation curve so far

@@ -5,7 +5,7 @@ said in one line that names the folder, the cause and the free space.
 data, so a folder that cannot be written is refused before anything else happens; a permission
 bit cannot tell, a write can (root ignores the bits; a read-only mount ignores root).
 `reported(folder, doing)` turns an OSError raised inside its block about a path under `folder`
-into a `WorkdirError`; Orbax's errors about storage reach it as OSErrors (`uadjax.checkpoint`).
+into a `WorkdirError`; Orbax's errors about storage reach it as OSErrors (`uadjax.run.checkpoint`).
 Entry points exit with status 2 on a `WorkdirError` (`uadjax.runtime.user_errors`).
 """
 
@@ -120,7 +120,7 @@ def reported(folder: str, doing: str = 'writing', hint: str = RESUMES):
   storage gives: no space, read-only, no permission, an I/O error) becomes a WorkdirError
   naming the folder, the cause and the free space (`describe`, with `hint`: a run resumes
   (RESUMES), a report or predictions are written again (REWRITES)). A checkpoint's error says
-  which save failed (its `doing`, set by `uadjax.checkpoint`); any other error is left as it
+  which save failed (its `doing`, set by `uadjax.run.checkpoint`); any other error is left as it
   is."""
   try:
     yield

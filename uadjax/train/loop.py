@@ -14,7 +14,7 @@ Randomness is a pure function of (iteration key, epoch, step): a resumed run dra
 an uninterrupted one would.
 
 Compiled programs, one each per engine (compiling is most of a short run's time on a CPU), all
-through `uadjax.compiler.task_jit`, which picks their compiler options on a CPU by kind
+through `uadjax.run.compiler.task_jit`, which picks their compiler options on a CPU by kind
 (TRAINING: train, epochs, select, the host loop's step and validation; SCORING: outputs and
 score parts; ONCE: init; see there):
   train     `validations` x (epochs + validation); the count is an argument of the program, so
@@ -42,12 +42,15 @@ import numpy as np
 from absl import logging
 from flax import struct
 
-from uadjax.compiler import ONCE, SCORING, TRAINING, task_jit
 from uadjax.evaluation.metrics import auc
+from uadjax.run.compiler import ONCE, SCORING, TRAINING, task_jit
 from uadjax.train.state import TrainState
 from uadjax.train.task import Batch
 
-SELECTIONS = ('val_auc', 'val_loss', 'last', 'task')
+# How the selected checkpoint is chosen (`cv.selection`); a phase trained before the scored one
+# may select by its task's own metric ('task': f-AnoGAN's GAN), which is never a user's choice.
+SELECTIONS = ('val_auc', 'val_loss', 'last')
+PHASE_SELECTION = 'task'
 # Folded into an epoch's key for the 'task' selection's draws: steps use 0..steps_per_epoch.
 _SELECTION_KEY = 2**31 - 1
 
@@ -279,7 +282,7 @@ class Engine:
     selection: str,
     score_batch: int,
   ):
-    if selection not in SELECTIONS:
+    if selection not in (*SELECTIONS, PHASE_SELECTION):
       raise ValueError(f'cv.selection={selection!r}; expected one of {SELECTIONS}.')
     self.task = task
     self.augment = augment
@@ -292,18 +295,18 @@ class Engine:
     # Read once, outside any trace (a pretrained backbone: `Task.frozen_variables`): merged into
     # the variables of every scoring call, as an argument where a call is made from the host.
     self.frozen = task.frozen_variables()
-    self._compiled: dict = {}  # jitted functions, built once per engine and argument set
+    self.compiled: dict = {}  # jitted functions, built once per engine and argument set
 
   def jit(self, fn, kind: str, **kwargs):
     """`fn` jitted with the compiler options of the task's programs of `kind`
-    (`uadjax.compiler.task_jit`: TRAINING, SCORING or ONCE)."""
+    (`uadjax.run.compiler.task_jit`: TRAINING, SCORING or ONCE)."""
     return task_jit(fn, self.task, kind, **kwargs)
 
   def cached(self, key, build):
     """`build()` (a jitted function) once per engine and `key`: every later call reuses it."""
-    if key not in self._compiled:
-      self._compiled[key] = build()
-    return self._compiled[key]
+    if key not in self.compiled:
+      self.compiled[key] = build()
+    return self.compiled[key]
 
   # -- pure functions of one iteration -----------------------------------------------------
 
@@ -365,7 +368,7 @@ class Engine:
     """
     val_auc = auc(scores, fold.val_labels, fold.val_mask)
     val_loss = self.task.validation_loss(scores, fold.val_labels, fold.val_mask, fold.class_weights)
-    if self.selection == 'task':
+    if self.selection == PHASE_SELECTION:
       key = jax.random.fold_in(jax.random.fold_in(fold.key, carry.epoch), _SELECTION_KEY)
       metric = -self.task.selection_metric(variables, images, fold, key)
     else:
@@ -382,7 +385,7 @@ class Engine:
       best_epoch=jnp.where(improved, carry.epoch, carry.best_epoch),
     )
     logs = {'val_auc': val_auc, 'val_loss': val_loss, 'epoch': carry.epoch}
-    if self.selection == 'task':
+    if self.selection == PHASE_SELECTION:
       logs['val_metric'] = -metric
     return carry, logs
 
@@ -407,7 +410,7 @@ class Engine:
     only: the network's evaluation pass is compiled once a run instead of twice. Measured
     (`python tools/compile_report.py`, docs/performance.md start-up): see there.
     """
-    return not parallel and self.selection != 'task' and not self.task.fits_scorer
+    return not parallel and self.selection != PHASE_SELECTION and not self.task.fits_scorer
 
   def train_epochs(self, carry: Carry, fold: FoldData, images):
     """`val_every` epochs, no validation. Returns (carry, {'train_loss', 'start_loss'}: each
@@ -447,7 +450,7 @@ class Engine:
       'val_loss': jnp.zeros(validations, jnp.float32),
       'epoch': jnp.zeros(validations, jnp.int32),
     }
-    if self.selection == 'task':
+    if self.selection == PHASE_SELECTION:
       logs['val_metric'] = jnp.zeros(validations, jnp.float32)
     # A loop whose trip count is a value, not a shape: the program does not depend on it.
     count = validations if count is None else count
@@ -464,7 +467,7 @@ class Engine:
     count."""
     if self.validates_between_calls(parallel):
       return EpochsCall(self, validations)
-    capacities = [k[1] for k in self._compiled if k[0] == 'train' and k[2] == parallel]
+    capacities = [k[1] for k in self.compiled if k[0] == 'train' and k[2] == parallel]
     capacity = min((c for c in capacities if c >= validations), default=validations)
 
     def build():
@@ -521,7 +524,7 @@ class Engine:
   def compiled_init(self, image_shape):
     """`initial_carry(task.init(key, image_shape))` jitted, a function of the key: one program
     (run eagerly, the initialisation compiles one program per operation and parameter shape:
-    most of a CPU run's start-up), compiled as a program that runs once (`uadjax.compiler.ONCE`:
+    most of a CPU run's start-up), compiled as a program that runs once (`uadjax.run.compiler.ONCE`:
     LLVM's -O0 on a CPU)."""
     shape = tuple(int(d) for d in image_shape)
 
@@ -578,7 +581,7 @@ def score_all(engine: Engine, variables, images, indices) -> tuple[np.ndarray, n
   Every batch has `score_batch` images (the last is padded with its first), so the validation,
   test and extra sets of every iteration run one program: `engine.compiled_outputs()`, which
   `uadjax.inference` compiles the same way for the reports (then read from the persistent
-  compilation cache, `uadjax.compilation_cache`).
+  compilation cache, `uadjax.run.compilation_cache`).
   """
   variables = {**variables, **engine.frozen}
   out = in_batches(engine, engine.compiled_outputs(), variables, images, indices)

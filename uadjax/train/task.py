@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from uadjax import compiler
+from uadjax.run import compiler
 
 
 class Batch(struct.PyTreeNode):
@@ -65,9 +65,9 @@ class Task:
     composite_score: the score is a sum of terms that `score_parts` returns (f-AnoGAN: image
       and feature residuals); the test set's parts are kept in metrics.json.
     cpu_optimization_level: LLVM's level for the task's training and scoring programs on a
-      CPU (`uadjax.compiler`; default -O1, which compiles a third faster and trains as fast).
+      CPU (`uadjax.run.compiler`; default -O1, which compiles a third faster and trains as fast).
     cpu_scoring_fusion_emitters: compile the scoring programs with XLA:CPU's fusion emitters
-      (`uadjax.compiler.SCORING`; default off, which compiles them 35-45 % faster and runs as
+      (`uadjax.run.compiler.SCORING`; default off, which compiles them 35-45 % faster and runs as
       fast for the autoencoders, f-AnoGAN and DAGMM).
   """
 
