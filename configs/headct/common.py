@@ -146,14 +146,23 @@ def fitted(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def features(arg, model_name: str, layers=('relu3_3', 'relu4_3'), image_size: int = 128):
+def features(
+  arg,
+  model_name: str,
+  layers=('relu3_3', 'relu4_3'),
+  image_size: int = 128,
+  backbone: str = 'vgg16',
+):
   """The config every feature family shares: the head-CT protocol without its training fields,
-  VGG16's `layers` at `image_size` (`:tiny`: 32x32)."""
+  `backbone`'s `layers` at `image_size` (`:tiny`: 32x32; 28x28 for a DINOv2 ViT, whose sides
+  are multiples of its 14-pixel patches)."""
   config = fitted(headct(arg))
   if 'tiny' not in parse_variants(arg):
     config.data.image_size = image_size
+  elif backbone.startswith('dinov2'):
+    config.data.image_size = 28
   config.model_name = model_name
-  config.model = dict(backbone='vgg16', layers=tuple(layers))
+  config.model = dict(backbone=backbone, layers=tuple(layers))
   # Nothing is trained: bfloat16 ('auto' on a GPU) would only coarsen the features that the
   # statistics are fitted to, as on the CPU where the recipes were chosen.
   config.train.dtype = 'float32'

@@ -4,6 +4,7 @@ brute force."""
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn.covariance import LedoitWolf
@@ -77,3 +78,28 @@ def test_patch_maps_reach_the_image_size():
   assert maps.shape == (2, 32, 32)
   assert np.unravel_index(np.argmax(maps[0]), (32, 32))[1] > 16  # the hot cell's side
   assert np.allclose(maps[1], 0.0)
+
+
+def test_nearest_cosine_distances_match_a_brute_force_and_skip_invalid_rows():
+  rng = np.random.default_rng(0)
+  queries = statistics.unit_rows(rng.normal(size=(37, 8)))
+  bank = statistics.unit_rows(rng.normal(size=(50, 8)))
+  valid = np.ones(50, np.float32)
+  valid[10:20] = 0
+  got = statistics.nearest_cosine_distances(queries, bank, valid, chunk=8)
+  similarity = np.asarray(queries) @ np.asarray(bank).T
+  similarity[:, 10:20] = -np.inf
+  np.testing.assert_allclose(got, 1.0 - similarity.max(axis=1), rtol=1e-5, atol=1e-6)
+  # A query equal to an invalid row does not match it.
+  own = statistics.nearest_cosine_distances(bank[12:13], bank, valid)
+  assert float(own[0]) > 1e-3
+  assert float(statistics.nearest_cosine_distances(bank[3:4], bank, valid)[0]) < 1e-5
+
+
+def test_top_fraction_mean_averages_the_largest_inside_cells():
+  cells = jnp.asarray([[5.0, 1.0, 2.0, 9.0], [1.0, 2.0, 3.0, 4.0]])
+  inside = jnp.asarray([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+  # Row 0: 9 is outside; 30 % of 3 cells rounds up to 1 cell (5). Row 1: of 4, to 2 (4, 3).
+  np.testing.assert_allclose(statistics.top_fraction_mean(cells, inside, 0.3), [5.0, 3.5])
+  np.testing.assert_allclose(statistics.top_fraction_mean(cells, inside, 0.5), [3.5, 3.5])
+  np.testing.assert_allclose(statistics.top_fraction_mean(cells, inside, 1.0), [8 / 3, 2.5])

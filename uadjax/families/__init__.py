@@ -28,6 +28,7 @@ from uadjax.families import (
   feature_gaussian,
   intensity,
   padim,
+  patch_knn,
   patchcore,
   ssae,
 )
@@ -205,6 +206,7 @@ FAMILIES: dict[str, Family] = {
     ),
     Family('padim', 'PaDiM', padim.PretrainedFeatures, padim.PaDiMTask),
     Family('patchcore', 'PatchCore', patchcore.PretrainedFeatures, patchcore.PatchCoreTask),
+    Family('patch_knn', 'Patch kNN', patch_knn.PretrainedFeatures, patch_knn.PatchKNNTask),
   )
 }
 

@@ -5,6 +5,9 @@ Attributes:
   mahalanobis: the distance of features to a Gaussian (batched over positions), in JAX.
   k_center_greedy: PatchCore's greedy coreset: the indices of points that cover a set.
   nearest_distances: each query's distance to its nearest bank rows, in query chunks.
+  unit_rows, nearest_cosine_distances: each query's cosine distance to its nearest bank row,
+    as chunked matrix products (the patch kNN's).
+  top_fraction_mean: an image score: the mean of the largest fraction of its cell scores.
   patch_map: patch scores on a feature grid -> a map at the image's size, blurred.
 """
 
@@ -106,6 +109,46 @@ def nearest_distances(queries, bank, k: int = 1, chunk: int = 2048):
     return jnp.sqrt(-jax.lax.top_k(-d2, k)[0])
 
   return jax.lax.map(one, rows).reshape(padded, k)[:q]
+
+
+def unit_rows(x, eps: float = 1e-6):
+  """Rows of `x` (..., d) scaled to unit length (a zero row stays zero)."""
+  x = jnp.asarray(x, jnp.float32)
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def nearest_cosine_distances(queries, bank, valid=None, chunk: int = 512):
+  """1 - the largest cosine similarity (q,) of each query row to a row of `bank` (m, d), both
+  already unit rows (`unit_rows`); rows of `bank` where `valid` (m,) is 0 never match.
+
+  Computed as matrix products over chunks of `chunk` queries: memory chunk x m floats (never
+  q x m), time q x m x d multiply-adds: linear in the number of queries for a bank of bounded
+  size. The last chunk is padded (one compiled shape)."""
+  queries = jnp.asarray(queries, jnp.float32)
+  bank = jnp.asarray(bank, jnp.float32)
+  q = queries.shape[0]
+  chunk = max(1, min(chunk, q))
+  padded = -(-q // chunk) * chunk
+  rows = jnp.pad(queries, ((0, padded - q), (0, 0))).reshape(padded // chunk, chunk, -1)
+  never = None if valid is None else jnp.asarray(valid) <= 0
+
+  def one(block):
+    similarity = block @ bank.T
+    if never is not None:
+      similarity = jnp.where(never[None, :], -jnp.inf, similarity)
+    return 1.0 - jnp.max(similarity, axis=1)
+
+  return jax.lax.map(one, rows).reshape(padded)[:q]
+
+
+def top_fraction_mean(cells, inside, fraction):
+  """(n,) the mean of the largest `fraction` (0, 1] of each row's cell scores (n, c) among the
+  cells where `inside` (n, c) is 1 (at least one cell; cells outside never count)."""
+  count = jnp.sum(inside, axis=1)
+  k = jnp.maximum(jnp.ceil(fraction * count), 1.0)
+  ranked = -jnp.sort(-jnp.where(inside > 0, cells, -jnp.inf), axis=1)
+  keep = jnp.arange(cells.shape[1])[None, :] < k[:, None]
+  return jnp.sum(jnp.where(keep & jnp.isfinite(ranked), ranked, 0.0), axis=1) / k
 
 
 def patch_map(grid_scores, size: int, sigma: float = 4.0):

@@ -29,9 +29,9 @@ from uadjax.train.task import FitTask
 
 
 @functools.cache
-def _device_pretrained(backbone: str, layers: tuple) -> dict:
-  """The backbone's ImageNet weights on the default device, once per process and taps."""
-  return jax.device_put(PretrainedFeatures(backbone, layers).pretrained())
+def _device_pretrained(backbone: str, layers: tuple, weights: str) -> dict:
+  """The backbone's pretrained weights on the default device, once per process and taps."""
+  return jax.device_put(PretrainedFeatures(backbone, layers, weights).pretrained())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +63,12 @@ class FeatureTask(FitTask):
 
   def frozen_variables(self) -> dict:
     """{'backbone': the pretrained weights}: the same for every iteration, never saved."""
-    return {'backbone': _device_pretrained(self.model.backbone, tuple(self.model.layers))}
+    m = self.model
+    return {'backbone': _device_pretrained(m.backbone, tuple(m.layers), m.weights)}
 
   def note(self) -> str:
     m = self.model
-    return f'{m.backbone} ImageNet features {"+".join(m.layers)}, fitted (no training)'
+    return f'{m.backbone} features {"+".join(m.layers)}, fitted (no training)'
 
   def tap_features(self, variables, images):
     """The backbone's taps at their own resolutions {tap: (n, h, w, c)}, and each tap's
