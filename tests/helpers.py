@@ -195,3 +195,18 @@ def torch_cae_parameter_count(channels=(32, 64, 128, 256, 512)):
   decoder = sum(conv(channels[i], channels[i - 1]) for i in range(len(channels) - 1, 0, -1))
   decoder += sum(2 * channels[i - 1] for i in range(len(channels) - 1, 1, -1))
   return encoder + decoder + conv(channels[0], 1)
+
+
+def read_events(folder):
+  """Every event of one TensorBoard run (images too: the default keeps only a few)."""
+  from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+  events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'images': 0})
+  events.Reload()
+  return events
+
+
+def scalars(events, tag: str) -> tuple[list[int], list[float]]:
+  """The steps and values of one scalar tag of `read_events`' events."""
+  found = events.Scalars(tag)
+  return [e.step for e in found], [e.value for e in found]

@@ -32,6 +32,7 @@ import ml_collections
 import optax
 
 from uadjax import data, families, io
+from uadjax.data import splits
 from uadjax.data.dataset import OPTIONAL
 from uadjax.data.preprocess import MODES
 from uadjax.data.splits import SCHEMES
@@ -223,6 +224,13 @@ def _check_data(ck: _Checker, config) -> None:
     config, 'data.root'
   ):
     ck.add('data.root', _get(config, 'data.root'), 'needs a folder (--config.data.root=PATH)')
+  split_file = _get(config, 'data.split_file')
+  if split_file:
+    if _get(config, 'cv.scheme', '2x5') != 'holdout':
+      ck.add('data.split_file', split_file, "a published split needs cv.scheme='holdout'")
+    elif not os.path.isfile(splits.split_file_path(config.data)):
+      path = splits.split_file_path(config.data)
+      ck.add('data.split_file', split_file, f'no such file: {path} (relative to data.root)')
 
 
 def _check_model_name(ck: _Checker, config) -> bool:

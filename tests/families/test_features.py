@@ -6,12 +6,19 @@ import jax
 import numpy as np
 import pytest
 
-from tests.helpers import last_json, make_config, phantom_pngs, python
+from tests.helpers import last_json, make_config, phantom_pngs, python, read_events, scalars
 from uadjax import families, io
 from uadjax import protocol as protocol_lib
 from uadjax.data import phantoms
 
-FAMILIES = ('feature_gaussian', 'padim', 'patchcore')
+FAMILIES = ('feature_gaussian', 'padim', 'patchcore', 'patch_knn')
+# Each family's taps of the other backbone than its recipe's, at 28x28 (a multiple of 14).
+OTHER_BACKBONE = {
+  'feature_gaussian': ('dinov2_vits14', ('block2',)),
+  'padim': ('dinov2_vits14', ('block2', 'block3')),
+  'patchcore': ('dinov2_vits14', ('block2',)),
+  'patch_knn': ('vgg16', ('relu2_2', 'relu3_3')),
+}
 
 
 def _config(name):
@@ -50,23 +57,21 @@ def test_each_feature_family_runs_the_protocol_without_epochs(fitted_runs, name)
 
 @pytest.mark.parametrize('name', FAMILIES)
 def test_a_fitted_run_shows_its_candidates_and_maps_in_tensorboard(fitted_runs, name):
-  from tests.protocol.test_tensorboard import read, scalars
-
   workdir = fitted_runs[name]
   for i in (0, 1):
     validation = io.read_json(workdir / f'iter_{i:02d}' / 'metrics.json')['validation']
-    events = read(workdir / 'tensorboard' / f'iter_{i:02d}')
+    events = read_events(workdir / 'tensorboard' / f'iter_{i:02d}')
     steps, aucs = scalars(events, 'validation/auc')
     assert steps == list(range(len(validation['candidate'])))
     np.testing.assert_allclose(aucs, validation['auc'], rtol=1e-6)
     assert [e.step for e in events.Images('images/anomaly_map')] == [0]
 
 
-@pytest.mark.parametrize('name', FAMILIES)
-def test_scores_from_features_equal_scores_from_images(name):
-  config = _config(name)
+def _features_and_scores(config):
+  """A task's features, fit and scores of a few phantoms, from features and from images."""
   task = families.make_task(config)
-  images, _, _, _ = phantoms.make_phantoms(6, 2, 32, 3)
+  size = int(config.data.image_size)
+  images, _, _, _ = phantoms.make_phantoms(6, 2, size, 3)
   images = np.asarray(images, np.float32)
   frozen = task.frozen_variables()
   features = jax.jit(task.embed)(frozen, images)
@@ -74,8 +79,26 @@ def test_scores_from_features_equal_scores_from_images(name):
   variables = {**variables, **frozen}
   from_features = jax.jit(task.score_embedded)(variables, features)
   from_images, maps = jax.jit(task.score)(variables, images)
+  return images, from_features, from_images, maps
+
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_scores_from_features_equal_scores_from_images(name):
+  images, from_features, from_images, maps = _features_and_scores(_config(name))
   np.testing.assert_allclose(from_features, from_images, rtol=1e-4, atol=1e-4)
   assert maps.shape == images.shape[:3] and np.all(np.isfinite(maps))
+
+
+@pytest.mark.parametrize('name', FAMILIES)
+def test_every_feature_family_takes_either_backbone(name):
+  config = _config(name)
+  config.model.backbone, config.model.layers = OTHER_BACKBONE[name]
+  config.data.image_size = 28
+  if name == 'patchcore':
+    config.task.grid = 2  # the ViT's 2x2 token grid at 28x28
+  images, from_features, from_images, maps = _features_and_scores(config)
+  np.testing.assert_allclose(from_features, from_images, rtol=1e-4, atol=1e-4)
+  assert np.all(np.isfinite(from_images)) and maps.shape == images.shape[:3]
 
 
 def test_the_gaussian_scores_its_own_training_mean_lowest():

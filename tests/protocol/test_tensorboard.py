@@ -7,28 +7,14 @@ import types
 import ml_collections
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.helpers import TINY_CAE, make_config
+from tests.helpers import TINY_CAE, make_config, read_events, scalars
 from uadjax import config as config_lib
 from uadjax import io
 from uadjax.protocol import Protocol
 from uadjax.protocol.summaries import Summaries
 from uadjax.run.layout import RunDir
 from uadjax.train.state import learning_rate
-
-
-def read(folder) -> EventAccumulator:
-  """Every event of one TensorBoard run (images too: the default keeps only a few)."""
-  events = EventAccumulator(str(folder), size_guidance={'scalars': 0, 'images': 0})
-  events.Reload()
-  return events
-
-
-def scalars(events: EventAccumulator, tag: str) -> tuple[list[int], list[float]]:
-  """The steps and values of one scalar tag."""
-  found = events.Scalars(tag)
-  return [e.step for e in found], [e.value for e in found]
 
 
 def test_tiny_run_has_each_iterations_curves_and_images(tiny_run):
@@ -41,7 +27,7 @@ def test_tiny_run_has_each_iterations_curves_and_images(tiny_run):
   iterations = [int(i) for i in config['cv']['iterations'].split(',')]
   assert len(iterations) > 1
   for i in iterations:
-    events = read(tiny_run / 'tensorboard' / f'iter_{i:02d}')
+    events = read_events(tiny_run / 'tensorboard' / f'iter_{i:02d}')
     history = io.read_json(RunDir(str(tiny_run)).history(i))
     steps, losses = scalars(events, 'train/loss')
     assert steps == list(range(1, epochs + 1))
@@ -62,10 +48,10 @@ def test_tiny_run_has_each_iterations_curves_and_images(tiny_run):
 def test_phases_write_their_own_runs(fanogan_run):
   """f-AnoGAN: the GAN phase's run (with its selection distance, without images: the critic has
   no map) in tensorboard/gan/, the encoder's with its reconstructions and maps."""
-  gan = read(fanogan_run / 'tensorboard' / 'gan' / 'iter_00')
+  gan = read_events(fanogan_run / 'tensorboard' / 'gan' / 'iter_00')
   assert {'train/loss', 'validation/auc', 'validation/metric'} <= set(gan.Tags()['scalars'])
   assert not gan.Tags()['images']
-  encoder = read(fanogan_run / 'tensorboard' / 'iter_00')
+  encoder = read_events(fanogan_run / 'tensorboard' / 'iter_00')
   assert {'train/loss', 'validation/auc'} <= set(encoder.Tags()['scalars'])
   assert {'images/reconstruction', 'images/anomaly_map'} <= set(encoder.Tags()['images'])
 
@@ -108,7 +94,7 @@ def test_resumed_iteration_keeps_one_value_per_epoch(cosine_protocol, tmp_path):
   resumed.resume_at(4)  # the latest checkpoint was at epoch 4
   resumed.log_call([0], [fake_logs(4, 2, 2, loss=2.0)], 4)  # epochs 5-8
   resumed.close()
-  events = read(tmp_path / 'tensorboard' / 'iter_00')
+  events = read_events(tmp_path / 'tensorboard' / 'iter_00')
   steps, losses = scalars(events, 'train/loss')
   assert steps == list(range(1, 9))
   assert losses == [1.0] * 4 + [2.0] * 4

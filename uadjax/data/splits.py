@@ -15,7 +15,9 @@ Images labelled 2 (a test-only class) are in no split.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import os
 
 import numpy as np
 
@@ -149,15 +151,109 @@ def holdout_split(
   return Split(0, None, None, train, val, test)  # no folds: reports show the index alone
 
 
+SPLIT_FILE_SPLITS = ('train', 'test')
+
+
+def split_file_path(data_config) -> str:
+  """`data.split_file`, relative to `data.root` unless absolute."""
+  return os.path.join(str(data_config.get('root') or ''), str(data_config.split_file))
+
+
+def read_split_file(path: str, names: list[str]) -> np.ndarray:
+  """The published split of each image: (n,) 'train' | 'test', from a CSV with a `split` and a
+  `file` column (and optionally `class`: a file is then found as CLASS/FILE too, as the class
+  folders name it). A frame of a multi-frame file ('a.dcm#2') takes its file's split.
+
+  Raises:
+    DataError: naming the file and the bad rows: no such columns, a split other than 'train'
+      or 'test', a row naming no image or an image twice, or images the file does not name.
+  """
+  try:
+    with open(path, newline='') as f:
+      rows = list(csv.DictReader(f))
+  except (OSError, UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f'data.split_file={path}: cannot be read ({e}).') from e
+  if not rows or not {'split', 'file'} <= set(rows[0]):
+    raise DataError(
+      f"data.split_file={path}: expected a CSV with columns 'split' and 'file' (and optionally "
+      f"'class'); found {sorted(rows[0]) if rows else 'no rows'}."
+    )
+  files = {n.split('#')[0] for n in names}
+  found, problems = {}, []
+  for line, row in enumerate(rows, start=2):
+    split, file = (row.get('split') or '').strip(), (row.get('file') or '').strip()
+    cls = (row.get('class') or '').strip()
+    name = file if file in files else f'{cls}/{file}' if cls and f'{cls}/{file}' in files else None
+    if split not in SPLIT_FILE_SPLITS:
+      problems.append(f'row {line}: split {split!r} (expected train or test)')
+    elif name is None:
+      problems.append(f'row {line}: {file!r} is not an image of the data set')
+    elif name in found:
+      problems.append(f'row {line}: {name} is named twice')
+    else:
+      found[name] = split
+  missing = sorted(files - set(found))
+  if missing:
+    shown = ', '.join(missing[:5]) + (f' and {len(missing) - 5} more' if len(missing) > 5 else '')
+    problems.append(f'{len(missing)} images have no row: {shown}')
+  if problems:
+    shown = '; '.join(problems[:10]) + (
+      f'; and {len(problems) - 10} more' if len(problems) > 10 else ''
+    )
+    raise DataError(f'data.split_file={path}: {shown}.')
+  return np.array([found[n.split('#')[0]] for n in names])
+
+
+def published_split(
+  labels,
+  groups,
+  assigned,
+  seed: int = 0,
+  normal_fractions=(0.8, 0.2, 0.0),
+  abnormal_fractions=(0.8, 0.2, 0.0),
+) -> Split:
+  """The split of a published train / test assignment (`read_split_file`): the test split is
+  scored once; training and validation are drawn, seeded, from the train split alone with the
+  hold-out's per-class (train, validation, 0) fractions (`holdout_split`): held-out normals and
+  the train split's abnormal images validate, the rest trains (unsupervised families fit the
+  training normals only)."""
+  assigned = np.asarray(assigned)
+  pool = np.flatnonzero(assigned == 'train')
+  if max(float(normal_fractions[2]), float(abnormal_fractions[2])) > 0:
+    raise ValueError(
+      'cv.normal_fractions and cv.abnormal_fractions must give the test share 0 with '
+      'data.split_file (its test split is the test set).'
+    )
+  inner = holdout_split(
+    np.asarray(labels)[pool], np.asarray(groups)[pool], seed, normal_fractions, abnormal_fractions
+  )
+  test = np.flatnonzero(assigned == 'test')
+  return Split(0, None, None, pool[inner.train], pool[inner.val], test)
+
+
 def make_splits(config, dataset) -> list[Split]:
   """The splits `config.cv.scheme` names: '2x5' (the head-CT study, the default) or 'holdout'
-  (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`)."""
+  (the fundus study: one split, `cv.normal_fractions` / `cv.abnormal_fractions`; with
+  `data.split_file`, a published train / test split, validation drawn from its train split:
+  `published_split`)."""
   c = config.cv
   scheme = c.get('scheme', '2x5')
   if scheme == '2x5':
     return cross_validation_splits(
       dataset.labels, dataset.groups, seed=config.seed, n_folds=c.n_folds, n_halves=c.n_halves
     )
+  if scheme == 'holdout' and config.data.get('split_file'):
+    assigned = read_split_file(split_file_path(config.data), dataset.names)
+    return [
+      published_split(
+        dataset.labels,
+        dataset.groups,
+        assigned,
+        seed=config.seed,
+        normal_fractions=tuple(c.normal_fractions),
+        abnormal_fractions=tuple(c.abnormal_fractions),
+      )
+    ]
   if scheme == 'holdout':
     return [
       holdout_split(

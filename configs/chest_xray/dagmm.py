@@ -1,0 +1,16 @@
+r"""The head CT's dagmm recipe on the chest X-rays under their published split.
+
+  python -m experiments.cross_validate --config=configs/chest_xray/dagmm.py:cpu \
+      --workdir=RUN
+
+The model, task, schedule and image size are configs/headct/dagmm.py's (with
+its variants); the data and the protocol are configs/chest_xray/common.py's.
+"""
+
+from configs.chest_xray import common
+from configs.headct import dagmm as headct
+
+
+def get_config(arg=None):
+  """The chest X-ray config of the dagmm family; `arg`: the head-CT file's variants."""
+  return common.chest_xray(headct.get_config(arg))
