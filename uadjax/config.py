@@ -32,7 +32,6 @@ import ml_collections
 import optax
 
 from uadjax import data, families, io
-from uadjax.data import splits
 from uadjax.data.dataset import OPTIONAL
 from uadjax.data.preprocess import MODES
 from uadjax.data.splits import SCHEMES
@@ -226,11 +225,14 @@ def _check_data(ck: _Checker, config) -> None:
     ck.add('data.root', _get(config, 'data.root'), 'needs a folder (--config.data.root=PATH)')
   split_file = _get(config, 'data.split_file')
   if split_file:
+    # The file itself is read and checked with the data (`splits.read_split_file`), before
+    # anything is written; a finished run's readers do not need it.
     if _get(config, 'cv.scheme', '2x5') != 'holdout':
       ck.add('data.split_file', split_file, "a published split needs cv.scheme='holdout'")
-    elif not os.path.isfile(splits.split_file_path(config.data)):
-      path = splits.split_file_path(config.data)
-      ck.add('data.split_file', split_file, f'no such file: {path} (relative to data.root)')
+    for field in ('cv.normal_fractions', 'cv.abnormal_fractions'):
+      fractions = _get(config, field)
+      if fractions is not None and len(tuple(fractions)) == 3 and float(tuple(fractions)[2]):
+        ck.add(field, fractions, 'its test share must be 0 with data.split_file')
 
 
 def _check_model_name(ck: _Checker, config) -> bool:

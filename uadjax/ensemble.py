@@ -2,17 +2,17 @@
 
 Attributes:
   EnsembleError: members that cannot be fused (other data, other splits, another preprocessing);
-    the message names the runs, the iteration and what differs.
-  is_ensemble: whether a run's config is a fused run's (the one test of it: `uadjax.inference`
-    asks it to hand a fused run's models over to `load_models` here).
-  standardisation: a member's (mean, std) of one iteration's validation normals.
+    the message names the runs, the iteration and what differs (`uadjax.inference.fused`'s).
+  is_ensemble, standardisation: whether a run's config is a fused run's; a member's (mean, std)
+    of one iteration's validation normals (both `uadjax.inference.fused`'s, which reads a fused
+    run back).
   candidates: the rules tried: the mean of the standardised scores, then a grid of weights.
   choose_rule: the candidate with the best mean validation AUC.
   fuse: reads the members' saved scores, chooses the rule and writes the fused run folder.
-  EnsembleModel: one iteration's fused model (the members' models and the saved rule), with the
-    `uadjax.inference.IterationModel` interface that predict and the report use.
-  load_models: the `EnsembleModel` of every (or some) finished iteration of a fused run.
   markdown: the members and the fused run side by side (validation and test AUC).
+
+A fused run's models (`uadjax.inference.EnsembleModel`: the members' models and the saved rule,
+with the `IterationModel` interface) come from `uadjax.inference.load_models`, like any run's.
 
 How the scores are fused (every choice on validation only; nothing is scored again):
   1. Per iteration, each member's scores are standardised on that iteration's validation

@@ -152,6 +152,7 @@ def _write_overlays(out: str, images, rows, d: _Decisions, combine: str, n_model
 
 
 def _write_csv(path: str, columns: list[str], rows: list[dict]) -> str:
+  """Writes `rows` under `columns` to `path`, creating its folder; returns the path."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=columns)

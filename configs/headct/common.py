@@ -163,6 +163,8 @@ def features(
     config.data.image_size = 28
   config.model_name = model_name
   config.model = dict(backbone=backbone, layers=tuple(layers))
+  if backbone.startswith('dinov2'):
+    config.model.weights = ''  # a DINOv2 checkpoint of yours; '' the installed ViT-S/14
   # Nothing is trained: bfloat16 ('auto' on a GPU) would only coarsen the features that the
   # statistics are fitted to, as on the CPU where the recipes were chosen.
   config.train.dtype = 'float32'

@@ -99,9 +99,11 @@ def test_a_split_file_without_the_holdout_scheme_or_missing_is_refused_before_an
 ):
   with pytest.raises(config_lib.ConfigError, match="needs cv.scheme='holdout'"):
     config_lib.validate(_config(xray_folder, **{'cv.scheme': '2x5'}))
-  with pytest.raises(config_lib.ConfigError, match='no such file'):
-    config_lib.validate(_config(xray_folder, **{'data.split_file': 'nope.csv'}))
+  with pytest.raises(config_lib.ConfigError, match='test share must be 0'):
+    config_lib.validate(_config(xray_folder, **{'cv.normal_fractions': (0.6, 0.2, 0.2)}))
+  with pytest.raises(DataError, match='nope.csv: cannot be read'):
+    protocol_lib.run(_config(xray_folder, **{'data.split_file': 'nope.csv'}), str(tmp_path / 'r'))
   (xray_folder / 'split.csv').write_text('split,class,file\ntrain,normal,0.png\n')
   with pytest.raises(DataError, match='images have no row'):
     protocol_lib.run(_config(xray_folder), str(tmp_path / 'run'))
-  assert not (tmp_path / 'run').exists()
+  assert not (tmp_path / 'run').exists() and not (tmp_path / 'r').exists()

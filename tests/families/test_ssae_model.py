@@ -46,7 +46,7 @@ def test_shapes_and_parameter_counts_of_the_three_autoencoders():
   params = variables['params']
   assert set(params) == {'band_0', 'band_1', 'band_2'}
   # Each band's autoencoder is the study's CAE with (32..512), (32..256), (32..128) channels
-  # (see tests/models/test_cae.py for the CAE's count against the PyTorch model).
+  # (see tests/helpers.py for the CAE's count against the PyTorch model).
   channels = ((32, 64, 128, 256, 512), (32, 64, 128, 256), (32, 64, 128))
   for k, c in enumerate(channels):
     assert _count(params[f'band_{k}']) == torch_cae_parameter_count(c)

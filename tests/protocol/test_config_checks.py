@@ -16,7 +16,7 @@ from uadjax.run import compilation_cache
 
 @pytest.fixture
 def traces(monkeypatch):
-  """Counts the config check's model traces (`_model_error` calls)."""
+  """Counts the config check's model traces (`model_error` calls)."""
   calls = []
   real = config_lib.model_error
 

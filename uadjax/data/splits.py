@@ -11,6 +11,10 @@ Whole duplicate groups are dealt, never single images, so identical images stay 
 validation, test) fractions, e.g. 60/20/20 of good and of poor (supervised, stratified) or
 60/20/20 of good and 0/50/50 of poor (unsupervised: no abnormal image is trained on).
 Images labelled 2 (a test-only class) are in no split.
+
+`read_split_file` and `published_split`: a published train / test split from a CSV
+(`data.split_file`, the chest X-rays' `split.csv`): its test split is the test set, training
+and validation are drawn from its train split. `make_splits` gives the splits a config names.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import re
 
 import numpy as np
 
@@ -156,7 +161,13 @@ SPLIT_FILE_SPLITS = ('train', 'test')
 
 def split_file_path(data_config) -> str:
   """`data.split_file`, relative to `data.root` unless absolute."""
-  return os.path.join(str(data_config.get('root') or ''), str(data_config.split_file))
+  root = os.path.expanduser(str(data_config.get('root') or ''))
+  return os.path.join(root, os.path.expanduser(str(data_config.split_file)))
+
+
+def _file_of(name: str) -> str:
+  """The file of a data set name: 'a.dcm#2' (frame 2 of a multi-frame file) -> 'a.dcm'."""
+  return re.sub(r'#\d+$', '', name)
 
 
 def read_split_file(path: str, names: list[str]) -> np.ndarray:
@@ -169,7 +180,7 @@ def read_split_file(path: str, names: list[str]) -> np.ndarray:
       or 'test', a row naming no image or an image twice, or images the file does not name.
   """
   try:
-    with open(path, newline='') as f:
+    with open(path, newline='', encoding='utf-8-sig') as f:
       rows = list(csv.DictReader(f))
   except (OSError, UnicodeDecodeError, csv.Error) as e:
     raise DataError(f'data.split_file={path}: cannot be read ({e}).') from e
@@ -178,10 +189,10 @@ def read_split_file(path: str, names: list[str]) -> np.ndarray:
       f"data.split_file={path}: expected a CSV with columns 'split' and 'file' (and optionally "
       f"'class'); found {sorted(rows[0]) if rows else 'no rows'}."
     )
-  files = {n.split('#')[0] for n in names}
+  files = {_file_of(n) for n in names}
   found, problems = {}, []
   for line, row in enumerate(rows, start=2):
-    split, file = (row.get('split') or '').strip(), (row.get('file') or '').strip()
+    split, file = (row.get('split') or '').strip().lower(), (row.get('file') or '').strip()
     cls = (row.get('class') or '').strip()
     name = file if file in files else f'{cls}/{file}' if cls and f'{cls}/{file}' in files else None
     if split not in SPLIT_FILE_SPLITS:
@@ -201,7 +212,7 @@ def read_split_file(path: str, names: list[str]) -> np.ndarray:
       f'; and {len(problems) - 10} more' if len(problems) > 10 else ''
     )
     raise DataError(f'data.split_file={path}: {shown}.')
-  return np.array([found[n.split('#')[0]] for n in names])
+  return np.array([found[_file_of(n)] for n in names])
 
 
 def published_split(
@@ -227,7 +238,13 @@ def published_split(
   inner = holdout_split(
     np.asarray(labels)[pool], np.asarray(groups)[pool], seed, normal_fractions, abnormal_fractions
   )
-  test = np.flatnonzero(assigned == 'test')
+  labels = np.asarray(labels)
+  # The test-only class (label 2: data.extra_test_classes) is scored on its own, in no split.
+  test = np.flatnonzero((assigned == 'test') & (labels != 2))
+  for side, members in (('train', pool), ('test', test)):
+    for label, name in ((0, 'normal'), (1, 'abnormal')):
+      if not np.any(labels[members] == label):
+        raise DataError(f'data.split_file: its {side} split has no {name} image.')
   return Split(0, None, None, pool[inner.train], pool[inner.val], test)
 
 

@@ -155,7 +155,9 @@ def load_fused_models(workdir: str, iterations, config) -> list[EnsembleModel]:
         raise RunError(
           f'{workdir}: its member {path} changed since the fusion (iteration {i}); fuse again.'
         )
-    loaded[k] = {m.iteration: m for m in load_iteration_models(path, iterations, load_config(path))}
+    member = load_config(path)
+    load = load_fused_models if is_ensemble(member) else load_iteration_models
+    loaded[k] = {m.iteration: m for m in load(path, iterations, member)}
   image_shape = data.image_shape(config.data)
   out = []
   for i in iterations:

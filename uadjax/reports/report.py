@@ -371,9 +371,10 @@ class _ScoredTestSet:
   reconstructions: np.ndarray | None
 
 
-def _scored_test_set(report: _Report) -> _ScoredTestSet:
-  """Restores the model and scores its test images (at each size a fused run's members take);
-  a classifier's maps are its Grad-CAM for class 1. Notes what the reader should know."""
+def _model_and_test_images(report: _Report) -> tuple:
+  """(the chosen iteration's model, its test images, their masks or None, the batch at each
+  size a fused run's members take); RunError, DataError or FileNotFoundError when the model or
+  the data cannot be had."""
   config, chosen = report.config, report.chosen
   model = inference.load_models(report.workdir, [report.iteration], config)[0]
   test_images, masks = _test_images(config, chosen)
@@ -383,6 +384,13 @@ def _scored_test_set(report: _Report) -> _ScoredTestSet:
   if others:
     batch = {test_images.shape[1]: test_images}
     batch.update({s: _test_images(config, chosen, s)[0] for s in others})
+  return model, test_images, masks, batch
+
+
+def _scored_test_set(report: _Report, model, test_images, masks, batch) -> _ScoredTestSet:
+  """Scores the test images with the model; a classifier's maps are its Grad-CAM for class 1.
+  Notes what the reader should know."""
+  chosen = report.chosen
   out = model.outputs(batch)  # scores, maps and reconstructions in one pass
   scores, maps = out['scores'], out['maps']
   if model.supervised:
@@ -416,11 +424,12 @@ def _draw_image_figures(report: _Report) -> None:
   of the chosen iteration's model; left out, with a note, when the data cannot be read."""
   r = report
   try:
-    s = _scored_test_set(r)
+    loaded = _model_and_test_images(r)
   except (inference.RunError, data.DataError, FileNotFoundError) as e:
     logging.warning('Report without image figures: %s', e)
     r.notes.append(f'Image figures left out: {e}')
     return
+  s = _scored_test_set(r, *loaded)
   _outcome_sections(r, s)
   if s.model.supervised and r.config.get('cam'):
     path, line = _cam_section(r.config, s.model, s.images, s.labels, s.scores, s.names, r.outdir)

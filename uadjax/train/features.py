@@ -67,6 +67,7 @@ class FeatureTask(FitTask):
     return {'backbone': _device_pretrained(m.backbone, tuple(m.layers), m.weights)}
 
   def note(self) -> str:
+    """One line for the log: the backbone, its taps, what is fitted."""
     m = self.model
     return f'{m.backbone} features {"+".join(m.layers)}, fitted (no training)'
 

@@ -55,10 +55,12 @@ class FeatureGaussianTask(FeatureTask):
     return [('Ledoit-Wolf Gaussian', {'params': params})]
 
   def score_embedded(self, variables, features):
+    """Scores (n,) from `embed`'s features (the same as `score`'s)."""
     p = variables['params']
     return statistics.mahalanobis(features['pooled'], p['mean'], p['precision'])
 
   def score(self, variables, images):
+    """Scores (n,) and anomaly maps (n, h, w) of images."""
     p = variables['params']
     taps, inside, pooled = self._pooled_taps(variables, images)
     diff = pooled - p['mean']

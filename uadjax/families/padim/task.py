@@ -65,9 +65,11 @@ class PaDiMTask(FeatureTask):
     return statistics.mahalanobis(features['patches'], p['mean'], p['precision'])
 
   def score_embedded(self, variables, features):
+    """Scores (n,) from `embed`'s features (the same as `score`'s)."""
     return jnp.max(self._cells(variables, features) * features['inside'], axis=1)
 
   def score(self, variables, images):
+    """Scores (n,) and anomaly maps (n, h, w) of images."""
     features = self.embed(variables, images)
     cells = self._cells(variables, features) * features['inside']
     side = int(round(cells.shape[1] ** 0.5))

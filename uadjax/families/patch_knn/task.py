@@ -63,6 +63,7 @@ class PatchKNNTask(FeatureTask):
       raise ValueError(f'task.top={tuple(self.top)}: fractions in (0, 1] expected.')
 
   def note(self) -> str:
+    """One line for the log: the backbone, its taps, what is fitted."""
     m = self.model
     return f'{m.backbone} features {"+".join(m.layers)}, patch kNN bank (no training)'
 
@@ -126,10 +127,12 @@ class PatchKNNTask(FeatureTask):
     return nearest.reshape(n, cells) * features['inside']
 
   def score_embedded(self, variables, features):
+    """Scores (n,) from `embed`'s features (the same as `score`'s)."""
     cells = self._cells(variables, features)
     return statistics.top_fraction_mean(cells, features['inside'], variables['params']['top'])
 
   def score(self, variables, images):
+    """Scores (n,) and anomaly maps (n, h, w) of images."""
     features = self.embed(variables, images)
     cells = self._cells(variables, features)
     scores = statistics.top_fraction_mean(cells, features['inside'], variables['params']['top'])

@@ -85,9 +85,11 @@ class PatchCoreTask(FeatureTask):
     return jnp.sum(jnp.where(keep, ranked, 0.0), axis=1) / jnp.maximum(top, 1.0)
 
   def score_embedded(self, variables, features):
+    """Scores (n,) from `embed`'s features (the same as `score`'s)."""
     return self._image_scores(variables, self._cells(variables, features))
 
   def score(self, variables, images):
+    """Scores (n,) and anomaly maps (n, h, w) of images."""
     cells = self._cells(variables, self.embed(variables, images))
     side = int(round(cells.shape[1] ** 0.5))
     maps = self.to_map(cells.reshape(-1, side, side), images)
