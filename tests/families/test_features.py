@@ -144,16 +144,24 @@ print(json.dumps([float(s) for s in model.score(images)[0]]))
   np.testing.assert_allclose(restored, metrics['test_scores'], rtol=1e-4, atol=1e-5)
 
 
-def test_predict_and_the_report_read_a_fitted_run(fitted_runs, tmp_path):
+@pytest.mark.parametrize('name', ['feature_gaussian', 'patch_knn'])
+def test_predict_and_the_report_read_a_fitted_run(fitted_runs, tmp_path, name):
+  import shutil
+
+  from pydicom.data import get_testdata_file
+
   from uadjax import predict
   from uadjax.reports import write_report
 
-  workdir = fitted_runs['feature_gaussian']
+  workdir = fitted_runs[name]
   report = write_report(str(workdir))
-  assert 'fitted in one pass (no epochs)' in open(report).read()
+  text = open(report).read()
+  assert 'fitted in one pass (no epochs)' in text and '## Anomaly maps' in text
   folder = phantom_pngs(tmp_path / 'images')
+  shutil.copy(get_testdata_file('CT_small.dcm', download=False), folder / 'ct.dcm')
   result = predict.predict(str(workdir), str(folder), str(tmp_path / 'out'))
-  assert result['n_images'] == 2 and result['n_errors'] == 0
+  assert result['n_images'] == 3 and result['n_errors'] == 0
+  assert (tmp_path / 'out' / 'overlays' / 'ct.dcm.png').is_file()
 
 
 def test_a_fitted_config_has_no_training_fields_and_refuses_a_bad_mask():
