@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from uadjax.nn import statistics
 from uadjax.train.features import FeatureTask
@@ -100,6 +101,11 @@ class PatchKNNTask(FeatureTask):
         "nothing for the memory bank (try task.mask='none')."
       )
     valid = np.ones(self.memory, np.float32)
+    logging.info(
+      'Patch kNN bank: %d training patches%s.',
+      len(points),
+      f', cut to {self.memory} ({self.reduce})' if len(points) > self.memory else '',
+    )
     if len(points) > self.memory:
       if self.reduce == 'coreset':
         chosen = np.asarray(_coreset(jnp.asarray(points), self.memory, key, self.projection))
