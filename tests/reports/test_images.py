@@ -80,3 +80,9 @@ def test_plot_examples_draws_every_outcome_an_empty_one_and_no_images(tmp_path):
     assert (tmp_path / 'e.png').stat().st_size > 0 and path.endswith('e.png')
   images.plot_examples([], None, [], [], [], 0.5, tmp_path / 'none.png')
   assert (tmp_path / 'none.png').stat().st_size > 0
+
+
+def test_tile_titles_drop_the_folders_and_elide_long_names():
+  assert images.short_name('pneumonia/person1610_virus_2793.jpeg') == 'person1610_…_2793.jpeg'
+  assert images.short_name('sub/ct.dcm#2') == 'ct.dcm#2'
+  assert len(images.short_name('x' * 80)) == 22

@@ -37,6 +37,17 @@ MAP_CMAP = 'inferno'
 MASK_COLOR = '#00e5ff'
 
 
+def short_name(name: str, width: int = 22) -> str:
+  """An image's name as a tile's title: its file name without the folders (a class folder's
+  'pneumonia/person1_virus_6.jpeg' -> 'person1_virus_6.jpeg'), its middle elided past `width`
+  characters so that neighbouring titles do not overlap."""
+  name = str(name).replace('\\', '/').rsplit('/', 1)[-1]
+  if len(name) <= width:
+    return name
+  keep = width - 1
+  return name[: keep - keep // 2] + '…' + name[-(keep // 2) :]
+
+
 def display(image) -> np.ndarray:
   """What imshow draws: (h, w) gray for one channel; RGB for three; two channels (the fundus
   f-AnoGAN's red and green) as RGB with an empty blue."""
@@ -191,7 +202,7 @@ def plot_examples(
       ax.text(x + ox + (w - 1) / 2, y - 1, column, fontsize=6, ha='center', va='bottom')
     for row, k in enumerate(idx):
       oy, ox = origins[row * len(columns)]
-      label = names[k] if names is not None else f'#{k}'
+      label = short_name(names[k]) if names is not None else f'#{k}'
       ax.text(
         x + ox + (w - 1) / 2, y + oy - 1.5, f'{label}\nscore {scores[k]:.4g}', fontsize=6,
         ha='center', va='bottom',
@@ -258,7 +269,7 @@ def plot_anomaly_maps(
       ax.set_ylim(montage.shape[0] - 0.5, -0.5)
   for (y, x), k in zip(origins, order, strict=False):
     missed = scores[k] < threshold
-    label = f'{names[k]}\n' if names is not None else ''
+    label = f'{short_name(names[k])}\n' if names is not None else ''
     ax.text(
       x + (w - 1) / 2,
       y - 1.5,
@@ -451,7 +462,7 @@ def plot_extremes(
       _off(ax)
       _draw_cell(ax, columns[col], row == 0, images[k], reconstructions, maps[k], k, vmax)
       if col == 0:
-        label = names[k] if names is not None else f'#{k}'
+        label = short_name(names[k]) if names is not None else f'#{k}'
         ax.set_title(f'{caption}\n{label}\nscore {scores[k]:.4g}', fontsize='x-small')
   fig.suptitle(
     (title + '\n' if title else '') + f'difference colour scale 0 to {vmax:.3g}', fontsize='small'
@@ -476,7 +487,7 @@ def plot_cams(images, cams: dict, path, names: Sequence[str], captions: Sequence
   for i in range(n):
     _off(axes[i, 0])
     _show(axes[i, 0], images[i])
-    axes[i, 0].set_title(f'{names[i]}\n{captions[i]}', fontsize='xx-small')
+    axes[i, 0].set_title(f'{short_name(names[i])}\n{captions[i]}', fontsize='xx-small')
     for j, method in enumerate(methods):
       ax = axes[i, j + 1]
       _off(ax)
