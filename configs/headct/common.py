@@ -154,13 +154,13 @@ def features(
   backbone: str = 'vgg16',
 ):
   """The config every feature family shares: the head-CT protocol without its training fields,
-  `backbone`'s `layers` at `image_size` (`:tiny`: 32x32; 28x28 for a DINOv2 ViT, whose sides
-  are multiples of its 14-pixel patches)."""
+  `backbone`'s `layers` at `image_size` (`:tiny`: 32x32; 56x56 for a DINOv2 ViT, whose sides
+  are multiples of its 14-pixel patches: 4x4 tokens, some inside the brain mask)."""
   config = fitted(headct(arg))
   if 'tiny' not in parse_variants(arg):
     config.data.image_size = image_size
   elif backbone.startswith('dinov2'):
-    config.data.image_size = 28
+    config.data.image_size = 56
   config.model_name = model_name
   config.model = dict(backbone=backbone, layers=tuple(layers))
   if backbone.startswith('dinov2'):
