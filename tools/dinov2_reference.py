@@ -11,9 +11,9 @@ a Hugging Face DINOv2 ViT-S/14 exported by torch 2.7 with a saliency decoder) is
   /backbone/encoder/layer.5/Add_1_output_0   the output of block 6 (HF's layer.5)
   /backbone/layernorm/Add_1_output_0         the final LayerNorm of the last block's output
 
-and the cut graph runs on a fixed image (`test_image`, a smooth ImageNet-normalised pattern, also
-written in the test), once at 224 x 224 (the graph's declared size: its position embeddings go
-through its own Resize, cubic, a = -0.75, half-pixel, to the 16 x 16 grid) and once at
+and the cut graph runs on a fixed image (`reference_image`, a smooth ImageNet-normalised
+pattern, which the test imports), once at 224 x 224 (the graph's declared size: its position
+embeddings go through its own Resize, cubic, a = -0.75, half-pixel, to the 16 x 16 grid) and once at
 518 x 518 (the declared input dims are made symbolic; the graph computes its shapes itself and
 resizes 37 x 37 to 37 x 37, an identity). Kept: the tokens (all 384 channels) of 16 fixed
 patch positions at 224 and 8 at 518, float32, and a checksum of the image.
@@ -35,7 +35,6 @@ import numpy as np
 import onnx
 import onnx.helper
 import onnx.utils
-import onnxruntime as ort
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURES = REPO / 'tests' / 'fixtures'
@@ -51,7 +50,7 @@ POSITIONS = {
 }
 
 
-def test_image(size: int) -> np.ndarray:
+def reference_image(size: int) -> np.ndarray:
   """(1, size, size, 3) ImageNet-normalised float32: a smooth colour pattern of [0, 1] values."""
   y, x = np.mgrid[:size, :size].astype(np.float64) / (size - 1)
   rgb = np.stack(
@@ -98,10 +97,12 @@ def _cut(path: str, folder: str) -> str:
 
 def tokens() -> dict:
   with tempfile.TemporaryDirectory() as folder:
+    import onnxruntime as ort  # here only: the tests import this module's image
+
     session = ort.InferenceSession(_cut(_onnx_path(), folder), providers=['CPUExecutionProvider'])
     ref = {}
     for size, positions in POSITIONS.items():
-      image = test_image(size)
+      image = reference_image(size)
       block6, norm = session.run([BLOCK6, NORM], {'input_image': image.transpose(0, 3, 1, 2)})
       grid = size // 14
       index = [1 + r * grid + c for r, c in positions]  # token 0 is the class token
@@ -134,6 +135,8 @@ def _resize(x: np.ndarray, *, scales=None, sizes=None) -> np.ndarray:
   output = onnx.helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, None)
   graph = onnx.helper.make_graph([node], 'resize', inputs, [output], initializer=inits)
   model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid('', 13)])
+  import onnxruntime as ort
+
   session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
   return session.run(['y'], {'x': x[None, None]})[0][0, 0]
 

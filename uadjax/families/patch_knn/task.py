@@ -93,13 +93,7 @@ class PatchKNNTask(FeatureTask):
 
   def fit(self, key, features) -> list:
     """The bank of the training normals' patches inside the region; one candidate per `top`."""
-    patches = np.asarray(features['patches'])
-    points = patches[np.asarray(features['inside']) > 0]
-    if not len(points):
-      raise ValueError(
-        f'task.mask={self.mask!r} leaves no patch of the training images inside the region: '
-        "nothing for the memory bank (try task.mask='none')."
-      )
+    points = self.bank_points(features)
     valid = np.ones(self.memory, np.float32)
     logging.info(
       'Patch kNN bank: %d training patches%s.',

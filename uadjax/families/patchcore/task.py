@@ -55,13 +55,7 @@ class PatchCoreTask(FeatureTask):
 
   def fit(self, key, features) -> list:
     """The coreset bank of the training normals' patches; one candidate per `top`."""
-    patches = np.asarray(features['patches'])
-    points = patches[np.asarray(features['inside']) > 0]
-    if not len(points):
-      raise ValueError(
-        f'task.mask={self.mask!r} leaves no patch of the training images inside the region: '
-        "nothing for the memory bank (try task.mask='none')."
-      )
+    points = self.bank_points(features)
     if len(points) <= self.memory:
       bank = points[np.arange(self.memory) % len(points)]
     else:
