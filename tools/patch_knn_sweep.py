@@ -40,17 +40,10 @@ _MEMORIES = flags.DEFINE_list('memories', ['0'], 'Bank sizes (0: every training 
 _REDUCE = flags.DEFINE_string('reduce', 'random', "'random' or 'coreset' (bank sizes > 0).")
 
 
-def _cells_fn(task):
-  def cells(variables, features):
-    return task._cells(variables, features)  # noqa: SLF001 (the task's own distances)
-
-  return jax.jit(cells)
-
-
 def _rows_of(protocol, features, memories, tops, select) -> list[dict]:
   """Validation AUCs of each (memory, top) over the iterations."""
   dataset, task = protocol.dataset, protocol.task
-  cells_fn = _cells_fn(task)
+  cells_fn = jax.jit(task.patch_distances)
   rows = []
   for memory in memories:
     per_top = {t: [] for t in tops}

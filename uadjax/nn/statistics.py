@@ -97,18 +97,25 @@ def k_center_greedy(points, k: int, key, projection: int = 128):
 def nearest_distances(queries, bank, k: int = 1, chunk: int = 2048):
   """Euclidean distances (q, k) of each query row to its `k` nearest rows of `bank` (m, d),
   ascending, computed over chunks of `chunk` queries (memory chunk x m, never q x m x d)."""
-  queries = jnp.asarray(queries, jnp.float32)
   bank = jnp.asarray(bank, jnp.float32)
-  q = queries.shape[0]
-  chunk = min(chunk, q)
-  padded = -(-q // chunk) * chunk
-  rows = jnp.pad(queries, ((0, padded - q), (0, 0))).reshape(padded // chunk, chunk, -1)
 
   def one(block):
     d2 = _squared_distances(block, bank)
     return jnp.sqrt(-jax.lax.top_k(-d2, k)[0])
 
-  return jax.lax.map(one, rows).reshape(padded, k)[:q]
+  return _over_query_chunks(one, queries, chunk)
+
+
+def _over_query_chunks(fn, queries, chunk: int):
+  """`fn(block)` of each block of `chunk` rows of `queries` (float32), concatenated; the last
+  block padded (one compiled shape), its padding dropped."""
+  queries = jnp.asarray(queries, jnp.float32)
+  q = queries.shape[0]
+  chunk = max(1, min(chunk, q))
+  padded = -(-q // chunk) * chunk
+  rows = jnp.pad(queries, ((0, padded - q), (0, 0))).reshape(padded // chunk, chunk, -1)
+  out = jax.lax.map(fn, rows)
+  return out.reshape(padded, *out.shape[2:])[:q]
 
 
 def unit_rows(x, eps: float = 1e-6):
@@ -124,12 +131,7 @@ def nearest_cosine_distances(queries, bank, valid=None, chunk: int = 512):
   Computed as matrix products over chunks of `chunk` queries: memory chunk x m floats (never
   q x m), time q x m x d multiply-adds: linear in the number of queries for a bank of bounded
   size. The last chunk is padded (one compiled shape)."""
-  queries = jnp.asarray(queries, jnp.float32)
   bank = jnp.asarray(bank, jnp.float32)
-  q = queries.shape[0]
-  chunk = max(1, min(chunk, q))
-  padded = -(-q // chunk) * chunk
-  rows = jnp.pad(queries, ((0, padded - q), (0, 0))).reshape(padded // chunk, chunk, -1)
   never = None if valid is None else jnp.asarray(valid) <= 0
 
   def one(block):
@@ -139,7 +141,7 @@ def nearest_cosine_distances(queries, bank, valid=None, chunk: int = 512):
       similarity = jnp.where(never[None, :], -jnp.inf, similarity)
     return 1.0 - jnp.max(similarity, axis=1)
 
-  return jax.lax.map(one, rows).reshape(padded)[:q]
+  return _over_query_chunks(one, queries, chunk)
 
 
 def top_fraction_mean(cells, inside, fraction):

@@ -117,7 +117,8 @@ class PatchKNNTask(FeatureTask):
       for t in self.top
     ]
 
-  def _cells(self, variables, features):
+  def patch_distances(self, variables, features):
+    """(n, cells) each cell's cosine distance to the bank (0 outside the region)."""
     patches = features['patches']
     n, cells, d = patches.shape
     p = variables['params']
@@ -128,13 +129,13 @@ class PatchKNNTask(FeatureTask):
 
   def score_embedded(self, variables, features):
     """Scores (n,) from `embed`'s features (the same as `score`'s)."""
-    cells = self._cells(variables, features)
+    cells = self.patch_distances(variables, features)
     return statistics.top_fraction_mean(cells, features['inside'], variables['params']['top'])
 
   def score(self, variables, images):
     """Scores (n,) and anomaly maps (n, h, w) of images."""
     features = self.embed(variables, images)
-    cells = self._cells(variables, features)
+    cells = self.patch_distances(variables, features)
     scores = statistics.top_fraction_mean(cells, features['inside'], variables['params']['top'])
     side = int(round(cells.shape[1] ** 0.5))
     return scores, self.to_map(cells.reshape(-1, side, side), images)
